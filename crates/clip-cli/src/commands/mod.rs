@@ -1,0 +1,64 @@
+//! One module per subcommand; this file dispatches and holds what they share.
+
+mod classify;
+mod embed;
+mod preprocess;
+mod tokenize;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::args::{Cli, Command, GlobalArgs};
+use crate::progress::DownloadBar;
+use crate::report::Outcome;
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Classify(args) => classify::run(&cli.global, args),
+        Command::Embed(args) => embed::run(&cli.global, args),
+        Command::Tokenize(args) => tokenize::run(&cli.global, args),
+        Command::Preprocess(args) => preprocess::run(&cli.global, args),
+    }
+}
+
+fn hub_options(global: &GlobalArgs) -> clip::hub::HubOptions {
+    clip::hub::HubOptions {
+        cache_dir: global.cache_dir.clone(),
+        offline: global.offline,
+        progress: Some(Arc::new(DownloadBar::new(global.quiet))),
+    }
+}
+
+fn load_model(global: &GlobalArgs, model: &str, vocab: Option<&Path>) -> anyhow::Result<clip::Clip> {
+    let options = clip::LoadOptions {
+        hub: hub_options(global),
+        vocab: vocab.map(Path::to_path_buf),
+    };
+    clip::Clip::load(model, &options).with_context(|| format!("cannot load model {model}"))
+}
+
+/// Non-empty lines of a text file (trailing whitespace and `\r` removed).
+fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        anyhow::bail!("{what} file {} has no {what}s", path.display());
+    }
+    Ok(lines)
+}
+
+/// Writes to stdout; a closed pipe (e.g. `| head`) ends quietly instead of panicking.
+fn print_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other.context("cannot write to stdout"),
+    }
+}

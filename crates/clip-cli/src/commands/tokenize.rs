@@ -1,0 +1,32 @@
+//! `clip tokenize`: ids exactly as OpenAI's `clip.tokenize`, one row per text padded with 0.
+
+use crate::args::{GlobalArgs, TokenizeArgs};
+use crate::report::Outcome;
+
+use super::{hub_options, print_line, read_lines};
+
+pub fn run(global: &GlobalArgs, args: TokenizeArgs) -> anyhow::Result<Outcome> {
+    let mut texts = args.texts.clone();
+    if let Some(file) = &args.text_file {
+        texts.extend(read_lines(file, "text")?);
+    }
+    let dir = match &args.model {
+        Some(model) => Some(clip::loader::resolve_model_dir(
+            model,
+            clip::loader::Parts::Tokenizer,
+            &hub_options(global),
+        )?),
+        None => None,
+    };
+    let tokenizer = clip::loader::tokenizer_for(dir.as_deref(), args.vocab.as_deref())?;
+    let rows = tokenizer.tokenize_batch(&texts, args.context_length, args.truncate)?;
+    if args.json {
+        print_line(&serde_json::to_string(&rows)?)?;
+    } else {
+        for row in rows {
+            let ids: Vec<String> = row.iter().map(u32::to_string).collect();
+            print_line(&ids.join(" "))?;
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,42 @@
+//! The library's error type: every failure names the thing it is about (path, tensor, model id).
+
+use std::path::PathBuf;
+
+pub type Result<T, E = ClipError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("invalid checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error("checkpoint {path}: tensor {name} is missing")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("checkpoint {path}: unexpected tensors {names}")]
+    UnexpectedTensors { path: PathBuf, names: String },
+    #[error("checkpoint {path}: tensor {name} has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("unknown model {0:?}: not a local directory or file, and not a Hugging Face id of the form org/name")]
+    UnknownModel(String),
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Tokenizer(#[from] clip_tokenizer::TokenizerError),
+    #[error(transparent)]
+    Preprocess(#[from] clip_preprocess::PreprocessError),
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+}

@@ -1,0 +1,20 @@
+//! CLIP in Rust: OpenAI's CLIP (tokenizer, preprocessing, image and text towers) loaded from real checkpoints,
+//! with outputs that match the reference implementations.
+//!
+//! ```no_run
+//! let clip = clip::Clip::load("openai/clip-vit-base-patch32", &clip::LoadOptions::default())?;
+//! let probs = clip.classify_paths(&["puppy.png".into()], &["a puppy", "a girl"])?;
+//! # Ok::<(), clip::ClipError>(())
+//! ```
+
+pub mod checkpoint;
+pub mod error;
+pub mod hub;
+pub mod loader;
+pub mod model;
+pub mod npy;
+
+pub use clip_preprocess as preprocess;
+pub use clip_tokenizer as tokenizer;
+pub use error::{ClipError, Result};
+pub use loader::{Clip, LoadOptions};

@@ -1,0 +1,342 @@
+//! The user-facing bundle, like OpenAI's `clip.load`: a model with the tokenizer and preprocessing that belong
+//! to it, found from a local directory or a Hugging Face Hub id, plus batched `encode_*` and zero-shot helpers.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use clip_preprocess::PreprocessConfig;
+use clip_tokenizer::Tokenizer;
+
+use crate::checkpoint::hf;
+use crate::error::{ClipError, Result};
+use crate::hub::{HubOptions, HubRepo, Need};
+use crate::model::ClipModel;
+
+/// The model `clip` uses when none is named.
+pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
+
+/// Images and texts are encoded in batches of this many to bound memory.
+const IMAGE_BATCH: usize = 16;
+const TEXT_BATCH: usize = 64;
+
+const CONFIG_FILE: &str = "config.json";
+const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
+const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
+const TOKENIZER_FILES: [&str; 3] = ["tokenizer.json", "vocab.json", "merges.txt"];
+
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    pub hub: HubOptions,
+    /// Tokenizer file or directory overriding the one found with the model.
+    pub vocab: Option<PathBuf>,
+}
+
+/// Which files of a model a caller needs: tokenizing needs no weights, preprocessing needs only metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parts {
+    Tokenizer,
+    Preprocessing,
+    Everything,
+}
+
+/// Finds a model's directory: a local path as is, a Hub id through the cache (downloading what `parts` needs).
+pub fn resolve_model_dir(spec: &str, parts: Parts, options: &HubOptions) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    if path.exists() {
+        return Err(ClipError::InvalidInput(format!(
+            "{spec} is a file; a Hugging Face model is a directory holding config.json and model.safetensors"
+        )));
+    }
+    if !crate::hub::is_repo_id(spec) {
+        return Err(ClipError::UnknownModel(spec.to_string()));
+    }
+    let repo = HubRepo::new(spec, options)?;
+    let mut wanted: Vec<(&str, Need)> = Vec::new();
+    match parts {
+        Parts::Tokenizer => wanted.extend(TOKENIZER_FILES.map(|f| (f, Need::Optional))),
+        Parts::Preprocessing => {
+            wanted.push((PREPROCESSOR_FILE, Need::Optional));
+            wanted.push((CONFIG_FILE, Need::Optional));
+        }
+        Parts::Everything => {
+            wanted.push((CONFIG_FILE, Need::Required));
+            wanted.push((PREPROCESSOR_FILE, Need::Optional));
+            wanted.extend(TOKENIZER_FILES.map(|f| (f, Need::Optional)));
+        }
+    }
+    let snapshot = repo.snapshot(&wanted)?;
+    if parts == Parts::Everything {
+        // Prefer safetensors; fall back to the pickle format only where a repository has no safetensors.
+        let safetensors = repo.snapshot(&[(WEIGHT_FILES[0], Need::Optional)])?;
+        if repo.first_present(&safetensors, &WEIGHT_FILES[..1]).is_none() {
+            repo.snapshot(&[(WEIGHT_FILES[1], Need::Required)])?;
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The tokenizer for a model directory: `vocab` if given, else the directory's files, else OpenAI's vocabulary
+/// (which every CLIP checkpoint in the OpenAI lineage shares).
+pub fn tokenizer_for(dir: Option<&Path>, vocab: Option<&Path>) -> Result<Tokenizer> {
+    if let Some(vocab) = vocab {
+        return Ok(Tokenizer::from_path(vocab)?);
+    }
+    if let Some(dir) = dir {
+        if let Some(tokenizer) = Tokenizer::from_model_dir(dir)? {
+            return Ok(tokenizer);
+        }
+    }
+    Ok(Tokenizer::openai())
+}
+
+/// A model directory's preprocessing: `preprocessor_config.json` if present, else OpenAI's mean and std at
+/// the image size in `config.json`, else OpenAI's defaults.
+pub fn preprocess_config_for(dir: &Path) -> Result<PreprocessConfig> {
+    if let Some(config) = hf::read_preprocessor_config(dir)? {
+        return Ok(config);
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    if config_path.is_file() {
+        let config = hf::read_hf_config(&config_path)?;
+        return Ok(PreprocessConfig {
+            size: config.vision.image_size as u32,
+            ..PreprocessConfig::default()
+        });
+    }
+    Ok(PreprocessConfig::default())
+}
+
+/// A loaded CLIP model with its tokenizer and preprocessing.
+pub struct Clip {
+    model: ClipModel,
+    tokenizer: Tokenizer,
+    preprocess: PreprocessConfig,
+    source: PathBuf,
+    device: Device,
+}
+
+impl Clip {
+    /// Loads `spec`: a local Hugging Face model directory or a Hub id such as `openai/clip-vit-base-patch32`.
+    pub fn load(spec: &str, options: &LoadOptions) -> Result<Self> {
+        let dir = resolve_model_dir(spec, Parts::Everything, &options.hub)?;
+        Self::from_dir(&dir, options.vocab.as_deref())
+    }
+
+    /// Loads a Hugging Face layout directory (`config.json`, weights, optional preprocessing and tokenizer files).
+    pub fn from_dir(dir: &Path, vocab: Option<&Path>) -> Result<Self> {
+        let device = Device::Cpu;
+        let model = hf::load_hf_model(dir, &device)?;
+        let preprocess = preprocess_config_for(dir)?;
+        let tokenizer = tokenizer_for(Some(dir), vocab)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            preprocess,
+            source: dir.to_path_buf(),
+            device,
+        })
+    }
+
+    pub fn model(&self) -> &ClipModel {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    /// The directory the model was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.model.config().text.context_length
+    }
+
+    /// Decodes and preprocesses one image file into `3 x size x size` floats.
+    pub fn preprocess_path(&self, path: &Path) -> Result<Vec<f32>> {
+        Ok(clip_preprocess::preprocess_path(path, &self.preprocess)?)
+    }
+
+    /// Token ids for `texts`, padded to the model's context length.
+    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S], truncate: bool) -> Result<Vec<Vec<u32>>> {
+        Ok(self.tokenizer.tokenize_batch(texts, self.context_length(), truncate)?)
+    }
+
+    /// `encode_image` over preprocessed images (each `3 x size x size`), in batches; raw (unnormalised) features.
+    pub fn encode_pixels(&self, images: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let size = self.preprocess.size as usize;
+        let per_image = 3 * size * size;
+        let mut features = Vec::with_capacity(images.len());
+        for batch in images.chunks(IMAGE_BATCH) {
+            if let Some(bad) = batch.iter().find(|im| im.len() != per_image) {
+                return Err(ClipError::InvalidInput(format!(
+                    "an image tensor has {} values, expected 3 x {size} x {size}",
+                    bad.len()
+                )));
+            }
+            let flat: Vec<f32> = batch.iter().flatten().copied().collect();
+            let pixels = Tensor::from_vec(flat, (batch.len(), 3, size, size), &self.device)?;
+            features.extend(self.model.encode_image(&pixels)?.to_vec2::<f32>()?);
+        }
+        Ok(features)
+    }
+
+    /// Decodes, preprocesses and encodes image files batch by batch (decoding on all cores), returning one
+    /// result per path in order: a bad file fails alone. `on_progress` is called with the number of files done.
+    pub fn encode_image_files(
+        &self,
+        paths: &[PathBuf],
+        mut on_progress: impl FnMut(usize),
+    ) -> Vec<Result<Vec<f32>>> {
+        let mut results = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(IMAGE_BATCH) {
+            let pixels = parallel_map(chunk, |path| self.preprocess_path(path));
+            let good: Vec<Vec<f32>> = pixels.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+            let mut features = match self.encode_pixels(&good) {
+                Ok(f) => f.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => {
+                    let message = e.to_string();
+                    (0..good.len()).map(|_| Err(ClipError::InvalidInput(message.clone()))).collect()
+                }
+            }
+            .into_iter();
+            for item in pixels {
+                results.push(match item {
+                    Ok(_) => features.next().unwrap_or_else(|| Err(ClipError::InvalidInput("missing feature row".into()))),
+                    Err(e) => Err(e),
+                });
+            }
+            on_progress(results.len());
+        }
+        results
+    }
+
+    /// `encode_text` over texts, in batches; raw (unnormalised) features.
+    pub fn encode_texts<S: AsRef<str>>(&self, texts: &[S], truncate: bool) -> Result<Vec<Vec<f32>>> {
+        let ids = self.tokenize(texts, truncate)?;
+        self.encode_ids(&ids)
+    }
+
+    /// `encode_text` over already tokenized rows of equal length.
+    pub fn encode_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let mut features = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(TEXT_BATCH) {
+            let len = batch.first().map_or(0, Vec::len);
+            if batch.iter().any(|row| row.len() != len) {
+                return Err(ClipError::InvalidInput("token rows differ in length".into()));
+            }
+            let flat: Vec<u32> = batch.iter().flatten().copied().collect();
+            let tensor = Tensor::from_vec(flat, (batch.len(), len), &self.device)?;
+            features.extend(self.model.encode_text(&tensor)?.to_vec2::<f32>()?);
+        }
+        Ok(features)
+    }
+
+    /// `softmax(logits_per_image)`: one row of label probabilities per image.
+    pub fn probabilities(&self, image_features: &[Vec<f32>], text_features: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if text_features.is_empty() {
+            return Err(ClipError::InvalidInput("no labels to classify against".into()));
+        }
+        if image_features.is_empty() {
+            return Ok(Vec::new());
+        }
+        let to_tensor = |rows: &[Vec<f32>]| -> Result<Tensor> {
+            let dim = rows[0].len();
+            let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+            Ok(Tensor::from_vec(flat, (rows.len(), dim), &self.device)?)
+        };
+        let (per_image, _) = self
+            .model
+            .logits(&to_tensor(image_features)?, &to_tensor(text_features)?)?;
+        Ok(per_image.to_vec2::<f32>()?.iter().map(|row| softmax(row)).collect())
+    }
+
+    /// Zero-shot classification of image files against label prompts, as in OpenAI's README:
+    /// one probability row per image, in label order.
+    pub fn classify_paths<S: AsRef<str>>(&self, images: &[PathBuf], labels: &[S]) -> Result<Vec<Vec<f32>>> {
+        let text_features = self.encode_texts(labels, false)?;
+        let pixels = images
+            .iter()
+            .map(|p| self.preprocess_path(p))
+            .collect::<Result<Vec<_>>>()?;
+        let image_features = self.encode_pixels(&pixels)?;
+        self.probabilities(&image_features, &text_features)
+    }
+}
+
+/// Maps `f` over `items` on all available cores, keeping order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
+/// Numerically stable softmax in f32.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+/// L2-normalises each row (zero rows stay zero).
+pub fn normalize_rows(rows: &mut [Vec<f32>]) {
+    for row in rows {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_matches_definition() {
+        let p = softmax(&[1.0, 2.0, 3.0]);
+        // numpy: exp([1,2,3]) / sum(exp([1,2,3]))
+        let expected = [0.09003057, 0.24472847, 0.66524096];
+        for (a, b) in p.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-7, "{a} vs {b}");
+        }
+        let big = softmax(&[1000.0, 1000.0]);
+        assert_eq!(big, vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn normalize_rows_gives_unit_norm() {
+        let mut rows = vec![vec![3.0, 4.0], vec![0.0, 0.0]];
+        normalize_rows(&mut rows);
+        assert_eq!(rows[0], vec![0.6, 0.8]);
+        assert_eq!(rows[1], vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn unknown_specs_are_rejected_without_network() {
+        let err = resolve_model_dir("no-such-model", Parts::Everything, &HubOptions::default()).unwrap_err();
+        assert!(matches!(err, ClipError::UnknownModel(_)), "{err}");
+    }
+}
