@@ -1,0 +1,137 @@
+//! The dual-encoder CLIP model, mirroring transformers' `CLIPModel` (`get_image_features`, `get_text_features`,
+//! and the `logits_per_image` / `logits_per_text` of its `forward`): two towers, bias-free projections into a
+//! shared space, and a learned temperature stored as a log.
+
+use candle_core::{Device, Tensor, D};
+
+use crate::checkpoint::Weights;
+use crate::error::{ClipError, Result};
+use crate::model::config::ClipConfig;
+use crate::model::layers::Linear;
+use crate::model::text::TextTransformer;
+use crate::model::vision::VisionTransformer;
+
+/// A loaded CLIP model. Immutable after loading, `Send + Sync`: share one behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct ClipModel {
+    config: ClipConfig,
+    device: Device,
+    vision_model: VisionTransformer,
+    visual_projection: Linear,
+    text_model: TextTransformer,
+    text_projection: Linear,
+    /// `exp` of the stored `logit_scale`.
+    logit_scale: f32,
+}
+
+impl ClipModel {
+    /// Builds the model from tensors named as in Hugging Face's `CLIPModel` state dict (`vision_model.*`,
+    /// `visual_projection.weight`, `text_model.*`, `text_projection.weight`, `logit_scale`) under `w`.
+    pub fn load(w: &Weights, config: ClipConfig) -> Result<Self> {
+        config.validate().map_err(|reason| ClipError::Config {
+            path: w.store().path().to_path_buf(),
+            reason,
+        })?;
+        let vision_model = VisionTransformer::load(&w.pp("vision_model"), &config.vision)?;
+        let visual_projection = Linear::load_no_bias(
+            &w.pp("visual_projection"),
+            config.vision.width,
+            config.projection_dim,
+        )?;
+        let text_model = TextTransformer::load(&w.pp("text_model"), &config.text)?;
+        let text_projection = Linear::load_no_bias(
+            &w.pp("text_projection"),
+            config.text.width,
+            config.projection_dim,
+        )?;
+        let log_scale = w.take("logit_scale", &[])?.to_scalar::<f32>()?;
+        Ok(Self {
+            config,
+            device: w.device().clone(),
+            vision_model,
+            visual_projection,
+            text_model,
+            text_projection,
+            logit_scale: log_scale.exp(),
+        })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The device the weights live on; inputs are moved here.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn vision_model(&self) -> &VisionTransformer {
+        &self.vision_model
+    }
+
+    pub fn text_model(&self) -> &TextTransformer {
+        &self.text_model
+    }
+
+    /// Image features `[batch, projection_dim]` (not normalised) from normalised pixels
+    /// `[batch, 3, image_size, image_size]`, as `CLIPModel.get_image_features`.
+    pub fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
+        let pixels = pixels.to_device(&self.device)?;
+        let pooled = self.vision_model.forward(&pixels)?;
+        self.visual_projection.forward(&pooled)
+    }
+
+    /// Text features `[batch, projection_dim]` (not normalised) from token ids `[batch, len]`
+    /// (`len <= context_length`), as `CLIPModel.get_text_features` without an attention mask.
+    pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = ids.to_device(&self.device)?;
+        let pooled = self.text_model.forward(&ids)?;
+        self.text_projection.forward(&pooled)
+    }
+
+    /// The similarity temperature: `exp` of the stored `logit_scale` (100 for OpenAI's weights).
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// `(logits_per_image [Bi, Bt], logits_per_text [Bt, Bi])` from raw features: both L2-normalised, their
+    /// cosine similarities multiplied by [`Self::logit_scale`], as `CLIPModel.forward`.
+    pub fn logits(
+        &self,
+        image_features: &Tensor,
+        text_features: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let p = self.config.projection_dim;
+        for (what, t) in [("image", image_features), ("text", text_features)] {
+            let dims = t.dims();
+            if dims.len() != 2 || dims[1] != p {
+                return Err(ClipError::InvalidInput(format!(
+                    "{what} features have shape {dims:?}, expected [batch, {p}]"
+                )));
+            }
+        }
+        let image = l2_normalize(&image_features.to_device(&self.device)?)?;
+        let text = l2_normalize(&text_features.to_device(&self.device)?)?;
+        let per_text = (text.matmul(&image.t()?)? * f64::from(self.logit_scale))?;
+        let per_image = per_text.t()?.contiguous()?;
+        Ok((per_image, per_text))
+    }
+}
+
+/// Divides each row by its Euclidean norm (transformers' `_get_vector_norm`).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let x = x.to_dtype(candle_core::DType::F32)?;
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    Ok(x.broadcast_div(&norm)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ClipModel>();
+    }
+}

@@ -1,0 +1,166 @@
+//! Model architecture as data, mirroring transformers' `CLIPVisionConfig` / `CLIPTextConfig` / `CLIPConfig`
+//! (and open_clip's `model_configs/*.json`): every architectural choice the forward pass makes is read from here.
+
+use serde::{Deserialize, Serialize};
+
+/// The MLP non-linearity. CLIP checkpoints differ here (OpenAI: QuickGELU, most LAION ones: erf GELU), so it is
+/// always read from the checkpoint's config, never assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// `x * sigmoid(1.702 x)` (transformers `quick_gelu`, OpenAI's `QuickGELU`).
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// Exact GELU with erf (transformers `gelu`, PyTorch `nn.GELU()`).
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// tanh-approximated GELU (transformers `gelu_new` / `gelu_pytorch_tanh` / `gelu_fast`).
+    #[serde(rename = "gelu_pytorch_tanh", alias = "gelu_new", alias = "gelu_fast")]
+    GeluTanh,
+}
+
+impl Activation {
+    /// Maps a transformers `hidden_act` string (the `ACT2FN` key) to an activation; `None` for ones CLIP never uses.
+    pub fn from_hf_name(name: &str) -> Option<Self> {
+        match name {
+            "quick_gelu" => Some(Self::QuickGelu),
+            // `gelu_python` is the same erf formula written in Python.
+            "gelu" | "gelu_python" => Some(Self::Gelu),
+            // All three are 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written differently.
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
+            _ => None,
+        }
+    }
+}
+
+/// ViT image tower (transformers `CLIPVisionConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionConfig {
+    /// Input side length in pixels (square images).
+    pub image_size: usize,
+    pub patch_size: usize,
+    /// Transformer width (`hidden_size`).
+    pub width: usize,
+    /// Number of encoder layers (`num_hidden_layers`).
+    pub layers: usize,
+    /// Attention heads (`num_attention_heads`).
+    pub heads: usize,
+    pub intermediate_size: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+}
+
+impl VisionConfig {
+    /// Patches per side; a remainder of the image that does not fill a patch is ignored, as a strided conv does.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Tokens in the sequence: one per patch plus the class token.
+    pub fn num_positions(&self) -> usize {
+        self.grid_size() * self.grid_size() + 1
+    }
+}
+
+/// Causal text transformer (transformers `CLIPTextConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    /// Maximum number of tokens (`max_position_embeddings`, 77 for OpenAI's models).
+    pub context_length: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate_size: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+    /// The token whose first occurrence is pooled. The value 2 selects transformers' legacy rule (pool at the
+    /// argmax of the ids), kept because published configs written before transformers PR #24773 carry it.
+    pub eos_token_id: u32,
+}
+
+/// A whole dual-encoder CLIP model (transformers `CLIPConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipConfig {
+    pub vision: VisionConfig,
+    pub text: TextConfig,
+    /// Shared embedding size both projections map to.
+    pub projection_dim: usize,
+    /// Initial value of the stored `logit_scale` (a log); informative only, the checkpoint holds the real one.
+    pub logit_scale_init: f32,
+}
+
+impl ClipConfig {
+    /// Checks the invariants the forward pass relies on; `Err` holds a message naming the offending field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let v = &self.vision;
+        let t = &self.text;
+        let positive = [
+            ("vision_config.image_size", v.image_size),
+            ("vision_config.patch_size", v.patch_size),
+            ("vision_config.hidden_size", v.width),
+            ("vision_config.num_attention_heads", v.heads),
+            ("vision_config.intermediate_size", v.intermediate_size),
+            ("text_config.vocab_size", t.vocab_size),
+            ("text_config.max_position_embeddings", t.context_length),
+            ("text_config.hidden_size", t.width),
+            ("text_config.num_attention_heads", t.heads),
+            ("text_config.intermediate_size", t.intermediate_size),
+            ("projection_dim", self.projection_dim),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if v.patch_size > v.image_size {
+            return Err(format!(
+                "vision_config.patch_size {} is larger than image_size {}",
+                v.patch_size, v.image_size
+            ));
+        }
+        for (tower, width, heads) in [("vision", v.width, v.heads), ("text", t.width, t.heads)] {
+            if width % heads != 0 {
+                return Err(format!(
+                    "{tower}_config.hidden_size {width} is not a multiple of num_attention_heads {heads}"
+                ));
+            }
+        }
+        for (tower, eps) in [("vision", v.layer_norm_eps), ("text", t.layer_norm_eps)] {
+            if !(eps.is_finite() && eps >= 0.0) {
+                return Err(format!(
+                    "{tower}_config.layer_norm_eps {eps} is not a finite non-negative number"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_names() {
+        assert_eq!(
+            Activation::from_hf_name("quick_gelu"),
+            Some(Activation::QuickGelu)
+        );
+        assert_eq!(Activation::from_hf_name("gelu"), Some(Activation::Gelu));
+        assert_eq!(
+            Activation::from_hf_name("gelu_new"),
+            Some(Activation::GeluTanh)
+        );
+        assert_eq!(
+            Activation::from_hf_name("gelu_pytorch_tanh"),
+            Some(Activation::GeluTanh)
+        );
+        assert_eq!(Activation::from_hf_name("relu"), None);
+        let a: Activation = serde_json::from_str("\"gelu_new\"").unwrap();
+        assert_eq!(a, Activation::GeluTanh);
+        assert_eq!(
+            serde_json::to_string(&Activation::QuickGelu).unwrap(),
+            "\"quick_gelu\""
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! CLIP's towers as candle modules, numerically mirroring transformers' `modeling_clip.py` (5.23): a ViT image
+//! tower, a causal text tower, projections and the logit scale. Architecture comes from [`config`] data.
+
+pub mod clip;
+pub mod config;
+pub mod layers;
+pub mod text;
+pub mod vision;
+
+pub use self::clip::{l2_normalize, ClipModel};
+pub use self::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use self::text::TextTransformer;
+pub use self::vision::VisionTransformer;

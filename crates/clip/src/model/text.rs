@@ -1,0 +1,181 @@
+//! The causal text transformer, mirroring transformers' `CLIPTextEmbeddings` + `CLIPTextModel` (OpenAI's
+//! `encode_text` without the projection): token + position embeddings, causal encoder, `final_layer_norm`,
+//! pooling at the end-of-text token.
+
+use candle_core::{DType, Tensor};
+
+use crate::checkpoint::Weights;
+use crate::error::{ClipError, Result};
+use crate::model::config::TextConfig;
+use crate::model::layers::{causal_mask, Encoder, EncoderShape, LayerNorm};
+
+/// The `eos_token_id` that selects transformers' legacy pooling rule (configs written before its PR #24773).
+const LEGACY_EOS_TOKEN_ID: u32 = 2;
+
+/// The text transformer up to the pooled, final-LayerNorm end-of-text state (`pooler_output`), without projection.
+#[derive(Debug, Clone)]
+pub struct TextTransformer {
+    config: TextConfig,
+    token_embedding: Tensor,
+    position_embedding: Tensor,
+    encoder: Encoder,
+    final_layer_norm: LayerNorm,
+}
+
+impl TextTransformer {
+    /// Reads the tower from `w` (normally the `text_model.` prefix).
+    pub fn load(w: &Weights, config: &TextConfig) -> Result<Self> {
+        let c = config;
+        let emb = w.pp("embeddings");
+        let shape = EncoderShape {
+            width: c.width,
+            layers: c.layers,
+            heads: c.heads,
+            intermediate_size: c.intermediate_size,
+            activation: c.activation,
+            layer_norm_eps: c.layer_norm_eps,
+        };
+        Ok(Self {
+            config: config.clone(),
+            token_embedding: emb
+                .pp("token_embedding")
+                .take("weight", &[c.vocab_size, c.width])?,
+            position_embedding: emb
+                .pp("position_embedding")
+                .take("weight", &[c.context_length, c.width])?,
+            encoder: Encoder::load(&w.pp("encoder"), &shape)?,
+            final_layer_norm: LayerNorm::load(
+                &w.pp("final_layer_norm"),
+                c.width,
+                c.layer_norm_eps,
+            )?,
+        })
+    }
+
+    pub fn config(&self) -> &TextConfig {
+        &self.config
+    }
+
+    /// Checks `ids` is `[batch, len]` of integers with `1 <= len <= context_length` and every id in the vocabulary;
+    /// returns the rows.
+    pub fn check_input(&self, ids: &Tensor) -> Result<Vec<Vec<u32>>> {
+        let c = &self.config;
+        let dims = ids.dims();
+        if dims.len() != 2 {
+            return Err(ClipError::InvalidInput(format!(
+                "token ids have shape {dims:?}, expected [batch, length]"
+            )));
+        }
+        let (b, len) = (dims[0], dims[1]);
+        if b == 0 || len == 0 {
+            return Err(ClipError::InvalidInput(format!(
+                "token ids have shape {dims:?}: nothing to encode"
+            )));
+        }
+        if len > c.context_length {
+            return Err(ClipError::InvalidInput(format!(
+                "{len} tokens per text, but the model's context length is {}",
+                c.context_length
+            )));
+        }
+        let rows: Vec<Vec<i64>> = match ids.dtype() {
+            DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
+                ids.to_dtype(DType::I64)?.to_vec2()?
+            }
+            other => {
+                return Err(ClipError::InvalidInput(format!(
+                    "token ids have dtype {other:?}, expected an integer type (u32)"
+                )))
+            }
+        };
+        rows.into_iter()
+            .enumerate()
+            .map(|(r, row)| {
+                row.into_iter()
+                    .enumerate()
+                    .map(|(i, id)| match u32::try_from(id) {
+                        Ok(v) if (v as usize) < c.vocab_size => Ok(v),
+                        _ => Err(ClipError::InvalidInput(format!(
+                            "token id {id} at text {r}, position {i} is outside the vocabulary (size {})",
+                            c.vocab_size
+                        ))),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The position pooled for each text, as transformers' `CLIPTextModel` picks it: the first `eos_token_id`
+    /// (position 0 if there is none), or under the legacy `eos_token_id == 2` the first maximum id.
+    pub fn pool_positions(&self, rows: &[Vec<u32>]) -> Vec<usize> {
+        let eos = self.config.eos_token_id;
+        rows.iter()
+            .map(|row| {
+                if eos == LEGACY_EOS_TOKEN_ID {
+                    // First maximum: `Iterator::max_by_key` would return the last one.
+                    let mut best = 0;
+                    for (i, &id) in row.iter().enumerate() {
+                        if id > row[best] {
+                            best = i;
+                        }
+                    }
+                    best
+                } else {
+                    row.iter().position(|&id| id == eos).unwrap_or(0)
+                }
+            })
+            .collect()
+    }
+
+    /// Runs embeddings and the first `layers` encoder layers (all when `None`) over `rows` (all of one length),
+    /// without the final LayerNorm: `[batch, len, width]`.
+    pub fn encode_rows(&self, rows: &[Vec<u32>], layers: Option<usize>) -> Result<Tensor> {
+        let device = self.token_embedding.device();
+        let b = rows.len();
+        let len = rows.first().map_or(0, Vec::len);
+        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, b * len, device)?;
+        let tokens =
+            self.token_embedding
+                .index_select(&ids, 0)?
+                .reshape((b, len, self.config.width))?;
+        let x = tokens.broadcast_add(&self.position_embedding.narrow(0, 0, len)?)?;
+        let mask = causal_mask(len, device)?;
+        self.encoder.forward_layers(&x, Some(&mask), layers)
+    }
+
+    /// `last_hidden_state` `[batch, len, width]`: every position after the final LayerNorm.
+    pub fn last_hidden_state(&self, ids: &Tensor) -> Result<Tensor> {
+        let rows = self.check_input(ids)?;
+        let x = self.encode_rows(&rows, None)?;
+        self.final_layer_norm.forward(&x)
+    }
+
+    /// The final LayerNorm, for callers that take intermediate states from [`Self::encode_rows`].
+    pub fn final_layer_norm(&self) -> &LayerNorm {
+        &self.final_layer_norm
+    }
+
+    /// Pooled output `[batch, width]`: the final-LayerNorm state at each text's pooled position.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let rows = self.check_input(ids)?;
+        let positions = self.pool_positions(&rows);
+        // Causal attention: no position influences an earlier one, so positions after the last pooled one can be
+        // dropped without changing the result.
+        let len = positions.iter().max().map_or(1, |&p| p + 1);
+        let rows: Vec<Vec<u32>> = rows.into_iter().map(|r| r[..len].to_vec()).collect();
+        let x = self.encode_rows(&rows, None)?;
+        let b = rows.len();
+        let index: Vec<u32> = positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i * len + p) as u32)
+            .collect();
+        let index = Tensor::from_vec(index, b, x.device())?;
+        let pooled = x
+            .reshape((b * len, self.config.width))?
+            .index_select(&index, 0)?;
+        // LayerNorm is per position, so normalising only the pooled rows is the same as normalising all first.
+        self.final_layer_norm.forward(&pooled)
+    }
+}
