@@ -43,11 +43,15 @@ pub struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Zero-shot classification: probabilities of each label for each image
-    #[command(after_help = "Example:\n  clip classify girl-with-puppy.png --labels \"a puppy\" \"a girl\" \"glasses\"")]
+    #[command(
+        after_help = "Example:\n  clip classify girl-with-puppy.png --labels \"a puppy\" \"a girl\" \"glasses\""
+    )]
     Classify(ClassifyArgs),
     /// Image or text embeddings (encode_image / encode_text features)
-    #[command(after_help = "Examples:\n  clip embed --image a.jpg b.png --output images.npy\n  \
-                            clip embed --text-file captions.txt --normalize --json")]
+    #[command(
+        after_help = "Examples:\n  clip embed --image a.jpg b.png --output images.npy\n  \
+                            clip embed --text-file captions.txt --normalize --json"
+    )]
     Embed(EmbedArgs),
     /// Token ids exactly as OpenAI's clip.tokenize
     Tokenize(TokenizeArgs),

@@ -18,7 +18,10 @@ impl std::error::Error for UsageError {}
 pub enum Outcome {
     Success,
     /// Some inputs of a batch failed (each already reported); the rest were processed.
-    PartialFailure { failed: usize, total: usize },
+    PartialFailure {
+        failed: usize,
+        total: usize,
+    },
 }
 
 impl Outcome {

@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn reference() -> Value {
@@ -36,7 +39,12 @@ fn stderr(output: &Output) -> String {
 }
 
 fn floats(value: &Value) -> Vec<f32> {
-    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn matrix(value: &Value) -> Vec<Vec<f32>> {
@@ -54,7 +62,10 @@ fn assert_close(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) {
             worst = worst.max((x - y).abs());
         }
     }
-    assert!(worst <= 1e-4 * scale, "{what}: max |diff| {worst} > 1e-4 x {scale}");
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: max |diff| {worst} > 1e-4 x {scale}"
+    );
 }
 
 /// A one-line error: no panic, no backtrace.
@@ -63,11 +74,19 @@ fn assert_clean_error(output: &Output, code: i32, mentions: &str) {
     assert_eq!(output.status.code(), Some(code), "stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     assert!(err.contains(mentions), "expected {mentions:?} in: {err}");
-    assert!(err.lines().filter(|l| l.starts_with("error:")).count() >= 1, "{err}");
+    assert!(
+        err.lines().filter(|l| l.starts_with("error:")).count() >= 1,
+        "{err}"
+    );
 }
 
 fn str_list(value: &Value) -> Vec<String> {
-    value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -83,7 +102,10 @@ fn classify_json_matches_the_python_pipeline() {
     args.push("--json");
     let output = clip(&args);
     assert!(output.status.success(), "{}", stderr(&output));
-    let lines: Vec<Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), images.len());
     for (line, image) in lines.iter().zip(&images) {
         assert_eq!(line["image"].as_str().unwrap(), image);
@@ -109,16 +131,35 @@ fn labels_file_is_read_and_empty_label_sets_are_rejected() {
     let file = dir.join("labels.txt");
     std::fs::write(&file, str_list(&reference["labels"]).join("\n") + "\n\n").unwrap();
     let image = str_list(&reference["images"]).remove(0);
-    let output = clip(&["classify", "--model", model, &image, "--labels-file", file.to_str().unwrap(), "--json"]);
+    let output = clip(&[
+        "classify",
+        "--model",
+        model,
+        &image,
+        "--labels-file",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let line: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    assert_close(&[floats(&line["probs"])], &matrix(&reference["probs"])[..1], "probabilities from a labels file");
+    assert_close(
+        &[floats(&line["probs"])],
+        &matrix(&reference["probs"])[..1],
+        "probabilities from a labels file",
+    );
 
     let no_labels = clip(&["classify", "--model", model, &image]);
     assert_clean_error(&no_labels, 2, "no labels");
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "\n  \n").unwrap();
-    let empty_file = clip(&["classify", "--model", model, &image, "--labels-file", empty.to_str().unwrap()]);
+    let empty_file = clip(&[
+        "classify",
+        "--model",
+        model,
+        &image,
+        "--labels-file",
+        empty.to_str().unwrap(),
+    ]);
     assert_clean_error(&empty_file, 1, "has no labels");
 }
 
@@ -145,9 +186,15 @@ fn one_bad_image_in_a_batch_does_not_stop_the_others() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("corrupt.jpg") && err.contains("missing-photo.png"), "{err}");
+    assert!(
+        err.contains("corrupt.jpg") && err.contains("missing-photo.png"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
-    let printed: Vec<Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let printed: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(printed.len(), 2, "the two good images are still classified");
     assert_eq!(printed[1]["image"].as_str().unwrap(), images[1]);
 }
@@ -204,7 +251,14 @@ fn tokenize_matches_clip_tokenize() {
     let long = "word ".repeat(100);
     let too_long = clip(&["tokenize", &long, "--json"]);
     assert_clean_error(&too_long, 1, "77");
-    let cut = clip(&["tokenize", &long, "--truncate", "--context-length", "10", "--json"]);
+    let cut = clip(&[
+        "tokenize",
+        &long,
+        "--truncate",
+        "--context-length",
+        "10",
+        "--json",
+    ]);
     let rows: Vec<Vec<u32>> = serde_json::from_str(&stdout(&cut)).unwrap();
     assert_eq!(rows[0].len(), 10);
     assert_eq!(rows[0][0], 49406);
@@ -227,21 +281,45 @@ fn preprocess_writes_the_reference_tensor() {
     let n: usize = size.parse().unwrap();
     assert_eq!(shape, vec![images.len(), 3, n, n]);
     let expected = floats(&reference["pixels"]);
-    let worst = values.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let worst = values
+        .iter()
+        .zip(&expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(worst <= 1e-6, "max |diff| {worst}");
 
     // --model reads size, mean and std from the model's preprocessor_config.json.
     let model = reference["model"].as_str().unwrap();
-    let output = clip(&["preprocess", "--model", model, &images[0], "--output", out.to_str().unwrap()]);
+    let output = clip(&[
+        "preprocess",
+        "--model",
+        model,
+        &images[0],
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]
 fn bad_models_and_checkpoints_are_one_line_errors() {
-    let output = clip(&["classify", "--model", "no-such-model", "examples/cat.jpg", "--labels", "a"]);
+    let output = clip(&[
+        "classify",
+        "--model",
+        "no-such-model",
+        "examples/cat.jpg",
+        "--labels",
+        "a",
+    ]);
     assert_clean_error(&output, 1, "no-such-model");
     // A Hub id that is not cached, offline.
-    let output = clip(&["classify", "--model", "someone/missing-model", "examples/cat.jpg", "--labels", "a"]);
+    let output = clip(&[
+        "classify",
+        "--model",
+        "someone/missing-model",
+        "examples/cat.jpg",
+        "--labels",
+        "a",
+    ]);
     assert_clean_error(&output, 1, "someone/missing-model");
 
     let reference = reference();
@@ -258,10 +336,24 @@ fn bad_models_and_checkpoints_are_one_line_errors() {
         .unwrap();
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
-    let output = clip(&["classify", "--model", dir.to_str().unwrap(), "examples/cat.jpg", "--labels", "a"]);
+    let output = clip(&[
+        "classify",
+        "--model",
+        dir.to_str().unwrap(),
+        "examples/cat.jpg",
+        "--labels",
+        "a",
+    ]);
     assert_clean_error(&output, 1, weights.file_name().unwrap().to_str().unwrap());
     std::fs::remove_file(&weights).unwrap();
-    let output = clip(&["classify", "--model", dir.to_str().unwrap(), "examples/cat.jpg", "--labels", "a"]);
+    let output = clip(&[
+        "classify",
+        "--model",
+        dir.to_str().unwrap(),
+        "examples/cat.jpg",
+        "--labels",
+        "a",
+    ]);
     assert_clean_error(&output, 1, "cannot load model");
 }
 

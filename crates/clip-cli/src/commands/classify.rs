@@ -12,7 +12,9 @@ pub fn run(global: &GlobalArgs, args: ClassifyArgs) -> anyhow::Result<Outcome> {
         labels.extend(read_lines(file, "label")?);
     }
     if labels.is_empty() {
-        return Err(UsageError("no labels: give --labels L1 L2 ... or --labels-file F".into()).into());
+        return Err(
+            UsageError("no labels: give --labels L1 L2 ... or --labels-file F".into()).into(),
+        );
     }
     let clip = load_model(global, &args.model.model, args.vocab.as_deref())?;
     let text_features = clip.encode_texts(&labels, false)?;

@@ -6,7 +6,7 @@ use crate::args::{EmbedArgs, GlobalArgs};
 use crate::progress;
 use crate::report::{input_failed, Outcome};
 
-use super::{load_model, print_line, read_lines};
+use super::{hint_truncate, load_model, print_line, read_lines};
 
 pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<Outcome> {
     let clip = load_model(global, &args.model.model, args.vocab.as_deref())?;
@@ -31,14 +31,19 @@ pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<Outcome> {
         if let Some(file) = &args.text_file {
             texts.extend(read_lines(file, "text")?);
         }
-        let rows = clip.encode_texts(&texts, args.truncate)?;
+        let rows = clip
+            .encode_texts(&texts, args.truncate)
+            .map_err(hint_truncate)?;
         (rows, 0, texts.len())
     };
     if args.normalize {
         clip::loader::normalize_rows(&mut rows);
     }
-    if let Some(output) = &args.output {
-        let dim = rows.first().map_or(clip.model().config().projection_dim, Vec::len);
+    // With nothing embedded, an existing output file is left as it was.
+    if let Some(output) = args.output.as_ref().filter(|_| !rows.is_empty()) {
+        let dim = rows
+            .first()
+            .map_or(clip.model().config().projection_dim, Vec::len);
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         clip::npy::write_f32(output, &[rows.len(), dim], &flat)
             .with_context(|| format!("cannot write {}", output.display()))?;

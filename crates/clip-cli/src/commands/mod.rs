@@ -31,7 +31,11 @@ fn hub_options(global: &GlobalArgs) -> clip::hub::HubOptions {
     }
 }
 
-fn load_model(global: &GlobalArgs, model: &str, vocab: Option<&Path>) -> anyhow::Result<clip::Clip> {
+fn load_model(
+    global: &GlobalArgs,
+    model: &str,
+    vocab: Option<&Path>,
+) -> anyhow::Result<clip::Clip> {
     let options = clip::LoadOptions {
         hub: hub_options(global),
         vocab: vocab.map(Path::to_path_buf),
@@ -41,7 +45,8 @@ fn load_model(global: &GlobalArgs, model: &str, vocab: Option<&Path>) -> anyhow:
 
 /// Non-empty lines of a text file (trailing whitespace and `\r` removed).
 fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} file {}", path.display()))?;
     let lines: Vec<String> = text
         .lines()
         .map(|l| l.trim_end().to_string())
@@ -51,6 +56,19 @@ fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
         anyhow::bail!("{what} file {} has no {what}s", path.display());
     }
     Ok(lines)
+}
+
+/// Adds the command-line remedy to a too-long-text error.
+fn hint_truncate(error: clip::ClipError) -> anyhow::Error {
+    let too_long = matches!(
+        &error,
+        clip::ClipError::Tokenizer(clip::tokenizer::TokenizerError::TooLong { .. })
+    );
+    if too_long {
+        anyhow::anyhow!("{error} (use --truncate to cut it)")
+    } else {
+        error.into()
+    }
 }
 
 /// Writes to stdout; a closed pipe (e.g. `| head`) ends quietly instead of panicking.

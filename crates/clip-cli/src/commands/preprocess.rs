@@ -12,7 +12,11 @@ use super::hub_options;
 pub fn run(global: &GlobalArgs, args: PreprocessArgs) -> anyhow::Result<Outcome> {
     let config = match (&args.model, args.size) {
         (Some(model), _) => {
-            let dir = clip::loader::resolve_model_dir(model, clip::loader::Parts::Preprocessing, &hub_options(global))?;
+            let dir = clip::loader::resolve_model_dir(
+                model,
+                clip::loader::Parts::Preprocessing,
+                &hub_options(global),
+            )?;
             clip::loader::preprocess_config_for(&dir)?
         }
         (None, Some(size)) => PreprocessConfig {
@@ -43,6 +47,10 @@ pub fn run(global: &GlobalArgs, args: PreprocessArgs) -> anyhow::Result<Outcome>
         }
     }
     let size = config.size as usize;
+    if good == 0 {
+        // Nothing to write: an existing output file is left as it was.
+        return Ok(Outcome::from_failures(results.len(), results.len()));
+    }
     clip::npy::write_f32(&args.output, &[good, 3, size, size], &flat)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     Ok(Outcome::from_failures(results.len() - good, results.len()))

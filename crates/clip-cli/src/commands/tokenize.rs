@@ -3,7 +3,7 @@
 use crate::args::{GlobalArgs, TokenizeArgs};
 use crate::report::Outcome;
 
-use super::{hub_options, print_line, read_lines};
+use super::{hint_truncate, hub_options, print_line, read_lines};
 
 pub fn run(global: &GlobalArgs, args: TokenizeArgs) -> anyhow::Result<Outcome> {
     let mut texts = args.texts.clone();
@@ -19,7 +19,9 @@ pub fn run(global: &GlobalArgs, args: TokenizeArgs) -> anyhow::Result<Outcome> {
         None => None,
     };
     let tokenizer = clip::loader::tokenizer_for(dir.as_deref(), args.vocab.as_deref())?;
-    let rows = tokenizer.tokenize_batch(&texts, args.context_length, args.truncate)?;
+    let rows = tokenizer
+        .tokenize_batch(&texts, args.context_length, args.truncate)
+        .map_err(|e| hint_truncate(e.into()))?;
     if args.json {
         print_line(&serde_json::to_string(&rows)?)?;
     } else {
