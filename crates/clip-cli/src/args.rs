@@ -57,6 +57,11 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Preprocessed image tensors (resize, centre crop, normalise) as float32 [N, 3, S, S]
     Preprocess(PreprocessArgs),
+    /// Image and text throughput, batch-1 latency, load time and peak memory
+    #[command(
+        after_help = "Example:\n  clip bench --model openai/clip-vit-base-patch32 --batch 1,8,32 --iters 5 --json"
+    )]
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -160,4 +165,24 @@ pub struct PreprocessArgs {
     /// Float32 [N, 3, S, S] .npy file to write
     #[arg(long, value_name = "F.npy", required = true)]
     pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Batch sizes to measure
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,8,32",
+        value_name = "N,N,..."
+    )]
+    pub batch: Vec<usize>,
+    /// Timed runs per measurement (the median is reported)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub iters: usize,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }

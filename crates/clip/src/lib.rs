@@ -7,6 +7,7 @@
 //! # Ok::<(), clip::ClipError>(())
 //! ```
 
+pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod hub;

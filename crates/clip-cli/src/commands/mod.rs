@@ -1,5 +1,6 @@
 //! One module per subcommand; this file dispatches and holds what they share.
 
+mod bench;
 mod classify;
 mod embed;
 mod preprocess;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Embed(args) => embed::run(&cli.global, args),
         Command::Tokenize(args) => tokenize::run(&cli.global, args),
         Command::Preprocess(args) => preprocess::run(&cli.global, args),
+        Command::Bench(args) => bench::run(&cli.global, args),
     }
 }
 
