@@ -32,7 +32,9 @@ pub struct HubOptions {
 
 impl HubOptions {
     fn is_offline(&self) -> bool {
-        self.offline || std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+        self.offline
+            || std::env::var("HF_HUB_OFFLINE")
+                .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
     }
 }
 
@@ -48,7 +50,9 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 pub(crate) fn home_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// True for strings shaped like a Hub repository id (`org/name`).
@@ -57,7 +61,8 @@ pub fn is_repo_id(spec: &str) -> bool {
     let valid = |s: &str| {
         !s.is_empty()
             && !s.starts_with('.')
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     matches!((parts.next(), parts.next(), parts.next()), (Some(org), Some(name), None) if valid(org) && valid(name))
 }
@@ -95,7 +100,10 @@ impl HubRepo {
     /// returns that snapshot's directory. Uses the cache alone when it already has everything.
     pub fn snapshot(&self, wanted: &[(&str, Need)]) -> Result<PathBuf> {
         if let Some(commit) = self.cached_commit() {
-            if wanted.iter().all(|(file, _)| self.is_settled(&commit, file)) {
+            if wanted
+                .iter()
+                .all(|(file, _)| self.is_settled(&commit, file))
+            {
                 return self.check_required(&commit, wanted);
             }
         }
@@ -108,13 +116,19 @@ impl HubRepo {
                 self.fetch(&commit, file)?;
             }
         }
-        write_atomically(&self.repo_dir.join("refs").join(&self.revision), commit.as_bytes())?;
+        write_atomically(
+            &self.repo_dir.join("refs").join(&self.revision),
+            commit.as_bytes(),
+        )?;
         self.check_required(&commit, wanted)
     }
 
     /// The first of `candidates` present in the repository (used for alternative weight files).
     pub fn first_present(&self, snapshot: &Path, candidates: &[&str]) -> Option<PathBuf> {
-        candidates.iter().map(|c| snapshot.join(c)).find(|p| p.is_file())
+        candidates
+            .iter()
+            .map(|c| snapshot.join(c))
+            .find(|p| p.is_file())
     }
 
     fn cached_commit(&self) -> Option<String> {
@@ -133,7 +147,8 @@ impl HubRepo {
 
     /// Present, or recorded as absent upstream.
     fn is_settled(&self, commit: &str, file: &str) -> bool {
-        self.snapshot_dir(commit).join(file).is_file() || self.no_exist_marker(commit, file).exists()
+        self.snapshot_dir(commit).join(file).is_file()
+            || self.no_exist_marker(commit, file).exists()
     }
 
     fn check_required(&self, commit: &str, wanted: &[(&str, Need)]) -> Result<PathBuf> {
@@ -167,7 +182,12 @@ impl HubRepo {
     }
 
     fn file_url(&self, file: &str) -> String {
-        format!("{}/{}/resolve/{}/{file}", Self::endpoint(), self.repo_id, self.revision)
+        format!(
+            "{}/{}/resolve/{}/{file}",
+            Self::endpoint(),
+            self.repo_id,
+            self.revision
+        )
     }
 
     fn remote_commit(&self) -> Result<String> {
@@ -206,7 +226,11 @@ impl HubRepo {
     }
 
     fn fetch(&self, commit: &str, file: &str) -> Result<()> {
-        let url = format!("{}/{}/resolve/{commit}/{file}", Self::endpoint(), self.repo_id);
+        let url = format!(
+            "{}/{}/resolve/{commit}/{file}",
+            Self::endpoint(),
+            self.repo_id
+        );
         let dest = self.snapshot_dir(commit).join(file);
         match download(&url, &dest, None, self.options.progress.as_deref()) {
             Err(ClipError::Download { reason, .. }) if reason == NOT_FOUND => {
@@ -246,7 +270,12 @@ fn download_error(url: &str, error: impl std::fmt::Display) -> ClipError {
 
 /// Downloads `url` to `dest` through `dest.incomplete`, verifying the SHA-256 (hex) when one is given; on any
 /// failure the temporary file is removed and `dest` is untouched. A 404 is reported with the reason "404 not found".
-pub fn download(url: &str, dest: &Path, sha256: Option<&str>, progress: Option<&dyn Progress>) -> Result<()> {
+pub fn download(
+    url: &str,
+    dest: &Path,
+    sha256: Option<&str>,
+    progress: Option<&dyn Progress>,
+) -> Result<()> {
     let mut response = match get(url) {
         Ok(r) => r,
         Err(ureq::Error::StatusCode(404)) => return Err(download_error(url, NOT_FOUND)),
@@ -258,7 +287,10 @@ pub fn download(url: &str, dest: &Path, sha256: Option<&str>, progress: Option<&
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut reader = response.body_mut().as_reader();
-    let label = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let label = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Some(p) = progress {
         p.begin(&label, total);
     }
@@ -292,7 +324,9 @@ pub fn copy_verified(
         let mut buffer = vec![0u8; 1 << 20];
         let mut written = 0u64;
         loop {
-            let n = reader.read(&mut buffer).map_err(|e| download_error(origin, e))?;
+            let n = reader
+                .read(&mut buffer)
+                .map_err(|e| download_error(origin, e))?;
             if n == 0 {
                 break;
             }
@@ -354,7 +388,14 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    copy_verified(&mut &contents[..], path, Some(contents.len() as u64), None, None, &path.display().to_string())
+    copy_verified(
+        &mut &contents[..],
+        path,
+        Some(contents.len() as u64),
+        None,
+        None,
+        &path.display().to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -393,7 +434,15 @@ mod tests {
         let short = copy_verified(&mut &data[..], &dest, Some(100), None, None, "test");
         assert!(short.unwrap_err().to_string().contains("truncated"));
         assert!(!dest.exists() && !incomplete_path(&dest).exists());
-        copy_verified(&mut &data[..], &dest, Some(data.len() as u64), Some(actual), None, "t").unwrap();
+        copy_verified(
+            &mut &data[..],
+            &dest,
+            Some(data.len() as u64),
+            Some(actual),
+            None,
+            "t",
+        )
+        .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert_eq!(sha256_file(&dest).unwrap(), actual);
     }
@@ -407,9 +456,15 @@ mod tests {
             progress: None,
         };
         let repo = HubRepo::new("org/model", &options).unwrap();
-        let wanted = [("config.json", Need::Required), ("vocab.json", Need::Optional)];
+        let wanted = [
+            ("config.json", Need::Required),
+            ("vocab.json", Need::Optional),
+        ];
         let err = repo.snapshot(&wanted).unwrap_err().to_string();
-        assert!(err.contains("offline") && err.contains("org/model"), "{err}");
+        assert!(
+            err.contains("offline") && err.contains("org/model"),
+            "{err}"
+        );
 
         let repo_dir = root.join("models--org--model");
         std::fs::create_dir_all(repo_dir.join("refs")).unwrap();

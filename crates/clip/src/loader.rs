@@ -71,7 +71,10 @@ pub fn resolve_model_dir(spec: &str, parts: Parts, options: &HubOptions) -> Resu
     if parts == Parts::Everything {
         // Prefer safetensors; fall back to the pickle format only where a repository has no safetensors.
         let safetensors = repo.snapshot(&[(WEIGHT_FILES[0], Need::Optional)])?;
-        if repo.first_present(&safetensors, &WEIGHT_FILES[..1]).is_none() {
+        if repo
+            .first_present(&safetensors, &WEIGHT_FILES[..1])
+            .is_none()
+        {
             repo.snapshot(&[(WEIGHT_FILES[1], Need::Required)])?;
         }
     }
@@ -168,7 +171,9 @@ impl Clip {
 
     /// Token ids for `texts`, padded to the model's context length.
     pub fn tokenize<S: AsRef<str>>(&self, texts: &[S], truncate: bool) -> Result<Vec<Vec<u32>>> {
-        Ok(self.tokenizer.tokenize_batch(texts, self.context_length(), truncate)?)
+        Ok(self
+            .tokenizer
+            .tokenize_batch(texts, self.context_length(), truncate)?)
     }
 
     /// `encode_image` over preprocessed images (each `3 x size x size`), in batches; raw (unnormalised) features.
@@ -200,18 +205,25 @@ impl Clip {
         let mut results = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(IMAGE_BATCH) {
             let pixels = parallel_map(chunk, |path| self.preprocess_path(path));
-            let good: Vec<Vec<f32>> = pixels.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+            let good: Vec<Vec<f32>> = pixels
+                .iter()
+                .filter_map(|p| p.as_ref().ok().cloned())
+                .collect();
             let mut features = match self.encode_pixels(&good) {
                 Ok(f) => f.into_iter().map(Ok).collect::<Vec<_>>(),
                 Err(e) => {
                     let message = e.to_string();
-                    (0..good.len()).map(|_| Err(ClipError::InvalidInput(message.clone()))).collect()
+                    (0..good.len())
+                        .map(|_| Err(ClipError::InvalidInput(message.clone())))
+                        .collect()
                 }
             }
             .into_iter();
             for item in pixels {
                 results.push(match item {
-                    Ok(_) => features.next().unwrap_or_else(|| Err(ClipError::InvalidInput("missing feature row".into()))),
+                    Ok(_) => features.next().unwrap_or_else(|| {
+                        Err(ClipError::InvalidInput("missing feature row".into()))
+                    }),
                     Err(e) => Err(e),
                 });
             }
@@ -221,7 +233,11 @@ impl Clip {
     }
 
     /// `encode_text` over texts, in batches; raw (unnormalised) features.
-    pub fn encode_texts<S: AsRef<str>>(&self, texts: &[S], truncate: bool) -> Result<Vec<Vec<f32>>> {
+    pub fn encode_texts<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        truncate: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let ids = self.tokenize(texts, truncate)?;
         self.encode_ids(&ids)
     }
@@ -232,7 +248,9 @@ impl Clip {
         for batch in ids.chunks(TEXT_BATCH) {
             let len = batch.first().map_or(0, Vec::len);
             if batch.iter().any(|row| row.len() != len) {
-                return Err(ClipError::InvalidInput("token rows differ in length".into()));
+                return Err(ClipError::InvalidInput(
+                    "token rows differ in length".into(),
+                ));
             }
             let flat: Vec<u32> = batch.iter().flatten().copied().collect();
             let tensor = Tensor::from_vec(flat, (batch.len(), len), &self.device)?;
@@ -242,9 +260,15 @@ impl Clip {
     }
 
     /// `softmax(logits_per_image)`: one row of label probabilities per image.
-    pub fn probabilities(&self, image_features: &[Vec<f32>], text_features: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    pub fn probabilities(
+        &self,
+        image_features: &[Vec<f32>],
+        text_features: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>> {
         if text_features.is_empty() {
-            return Err(ClipError::InvalidInput("no labels to classify against".into()));
+            return Err(ClipError::InvalidInput(
+                "no labels to classify against".into(),
+            ));
         }
         if image_features.is_empty() {
             return Ok(Vec::new());
@@ -257,12 +281,20 @@ impl Clip {
         let (per_image, _) = self
             .model
             .logits(&to_tensor(image_features)?, &to_tensor(text_features)?)?;
-        Ok(per_image.to_vec2::<f32>()?.iter().map(|row| softmax(row)).collect())
+        Ok(per_image
+            .to_vec2::<f32>()?
+            .iter()
+            .map(|row| softmax(row))
+            .collect())
     }
 
     /// Zero-shot classification of image files against label prompts, as in OpenAI's README:
     /// one probability row per image, in label order.
-    pub fn classify_paths<S: AsRef<str>>(&self, images: &[PathBuf], labels: &[S]) -> Result<Vec<Vec<f32>>> {
+    pub fn classify_paths<S: AsRef<str>>(
+        &self,
+        images: &[PathBuf],
+        labels: &[S],
+    ) -> Result<Vec<Vec<f32>>> {
         let text_features = self.encode_texts(labels, false)?;
         let pixels = images
             .iter()
@@ -275,7 +307,9 @@ impl Clip {
 
 /// Maps `f` over `items` on all available cores, keeping order.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
     if threads <= 1 {
         return items.iter().map(&f).collect();
     }
@@ -287,7 +321,10 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     })
 }
@@ -336,7 +373,8 @@ mod tests {
 
     #[test]
     fn unknown_specs_are_rejected_without_network() {
-        let err = resolve_model_dir("no-such-model", Parts::Everything, &HubOptions::default()).unwrap_err();
+        let err = resolve_model_dir("no-such-model", Parts::Everything, &HubOptions::default())
+            .unwrap_err();
         assert!(matches!(err, ClipError::UnknownModel(_)), "{err}");
     }
 }

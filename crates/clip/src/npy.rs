@@ -21,7 +21,11 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
         [one] => format!("({one},)"),
         _ => format!(
             "({})",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
@@ -66,7 +70,8 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
             path: path.to_path_buf(),
             source,
         })?;
-    from_bytes(&bytes).map_err(|reason| ClipError::InvalidInput(format!("{}: {reason}", path.display())))
+    from_bytes(&bytes)
+        .map_err(|reason| ClipError::InvalidInput(format!("{}: {reason}", path.display())))
 }
 
 /// Parses `.npy` bytes; the error says what is wrong with them.
@@ -97,7 +102,10 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), S
     } else if descr.starts_with("<f8") {
         8
     } else {
-        return Err(format!("unsupported dtype {}", &descr[..descr.len().min(6)]));
+        return Err(format!(
+            "unsupported dtype {}",
+            &descr[..descr.len().min(6)]
+        ));
     };
     if field("'fortran_order'")?.starts_with("True") {
         return Err("Fortran-ordered arrays are not supported".into());
@@ -108,7 +116,10 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), S
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("malformed shape entry {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("malformed shape entry {s:?}"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let count: usize = shape.iter().product();
     let payload = &bytes[data_start..];

@@ -32,9 +32,17 @@ fn serve(files: HashMap<String, Vec<u8>>, truncate: Vec<String>) -> (String, Arc
                     break;
                 }
             }
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
             let (status, body, cut) = if path == "/api/models/org/model/revision/main" {
-                ("200 OK", format!("{{\"id\":\"org/model\",\"sha\":\"{COMMIT}\"}}").into_bytes(), false)
+                (
+                    "200 OK",
+                    format!("{{\"id\":\"org/model\",\"sha\":\"{COMMIT}\"}}").into_bytes(),
+                    false,
+                )
             } else if let Some(file) = path.strip_prefix(&format!("/org/model/resolve/{COMMIT}/")) {
                 match files.get(file) {
                     Some(body) => ("200 OK", body.clone(), truncate.contains(&file.to_string())),
@@ -43,7 +51,11 @@ fn serve(files: HashMap<String, Vec<u8>>, truncate: Vec<String>) -> (String, Arc
             } else {
                 ("404 Not Found", b"not found".to_vec(), false)
             };
-            let sent = if cut { &body[..body.len() / 2] } else { &body[..] };
+            let sent = if cut {
+                &body[..body.len() / 2]
+            } else {
+                &body[..]
+            };
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -84,14 +96,29 @@ fn downloads_into_the_hf_cache_then_works_offline() {
         ("vocab.json", Need::Optional),
     ];
     let snapshot = repo.snapshot(&wanted).unwrap();
-    assert_eq!(snapshot, cache.join("models--org--model/snapshots").join(COMMIT));
-    assert_eq!(std::fs::read(snapshot.join("config.json")).unwrap(), b"{\"a\": 1}");
-    assert_eq!(std::fs::read(snapshot.join("model.safetensors")).unwrap().len(), 300_000);
+    assert_eq!(
+        snapshot,
+        cache.join("models--org--model/snapshots").join(COMMIT)
+    );
+    assert_eq!(
+        std::fs::read(snapshot.join("config.json")).unwrap(),
+        b"{\"a\": 1}"
+    );
+    assert_eq!(
+        std::fs::read(snapshot.join("model.safetensors"))
+            .unwrap()
+            .len(),
+        300_000
+    );
     assert_eq!(
         std::fs::read_to_string(cache.join("models--org--model/refs/main")).unwrap(),
         COMMIT
     );
-    assert!(cache.join("models--org--model/.no_exist").join(COMMIT).join("vocab.json").exists());
+    assert!(cache
+        .join("models--org--model/.no_exist")
+        .join(COMMIT)
+        .join("vocab.json")
+        .exists());
 
     // Everything settled: a second resolution makes no request, even offline.
     let before = requests.load(Ordering::SeqCst);
@@ -99,17 +126,29 @@ fn downloads_into_the_hf_cache_then_works_offline() {
         offline: true,
         ..online.clone()
     };
-    let again = HubRepo::new("org/model", &offline).unwrap().snapshot(&wanted).unwrap();
+    let again = HubRepo::new("org/model", &offline)
+        .unwrap()
+        .snapshot(&wanted)
+        .unwrap();
     assert_eq!(again, snapshot);
     assert_eq!(requests.load(Ordering::SeqCst), before);
 
     // A required file the repository lacks is a clear error.
-    let err = repo.snapshot(&[("pytorch_model.bin", Need::Required)]).unwrap_err().to_string();
+    let err = repo
+        .snapshot(&[("pytorch_model.bin", Need::Required)])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("has no pytorch_model.bin"), "{err}");
 
     // A transfer cut short never lands in the cache, not even as a partial file.
-    let err = repo.snapshot(&[("broken.bin", Need::Required)]).unwrap_err().to_string();
-    assert!(err.contains("truncated") || err.contains("broken.bin"), "{err}");
+    let err = repo
+        .snapshot(&[("broken.bin", Need::Required)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("truncated") || err.contains("broken.bin"),
+        "{err}"
+    );
     assert!(!snapshot.join("broken.bin").exists());
     assert!(!snapshot.join("broken.bin.incomplete").exists());
 }
