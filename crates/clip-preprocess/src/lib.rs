@@ -1,0 +1,140 @@
+//! Image decoding and OpenAI CLIP's preprocessing, bit-identical to what `clip.load(...)`'s `preprocess`
+//! computes with Pillow 13 and torchvision 0.29 (`clip.clip._transform(n)`):
+//! `Resize(n, BICUBIC)` -> `CenterCrop(n)` -> `convert("RGB")` -> `ToTensor()` -> `Normalize(mean, std)`.
+//!
+//! * [`open`] / [`decode`] give a [`PilImage`]: Pillow's mode and pixels after `Image.open`. Formats are
+//!   recognised by content: JPEG (libjpeg-turbo's decoder, as in Pillow's wheel), PNG, GIF (first frame),
+//!   WebP (lossy and lossless), BMP, TIFF (first image; not JPEG-compressed). Decoded pixels equal
+//!   Pillow's for every fixture in `fixtures/images`.
+//! * [`resize_crop_rgb`] resizes (Pillow's BICUBIC with its mode rules), centre-crops and converts to RGB.
+//! * [`normalize`] gives the CHW float tensor; [`preprocess_path`] / [`preprocess_image`] chain them.
+//!
+//! Images above Pillow's decompression-bomb limit ([`PIXEL_LIMIT`] pixels) are refused before decoding.
+
+mod convert;
+mod decode;
+mod error;
+mod geometry;
+mod image;
+mod nearest;
+mod normalize;
+mod resample;
+mod resize;
+
+// Links libjpeg (the C shim in csrc/ calls into it).
+use mozjpeg_sys as _;
+
+use std::path::Path;
+
+pub use decode::{sniff, Format, MAX_IMAGE_PIXELS, PIXEL_LIMIT};
+pub use error::PreprocessError;
+pub use geometry::{center_crop, center_crop_offset, resized_size};
+pub use image::{Mode, PilImage, PixelData, Transparency};
+pub use normalize::{normalize, RgbImage};
+pub use resize::resize_bicubic;
+
+/// CLIP preprocessing parameters: crop size and per-channel mean / std (RGB order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreprocessConfig {
+    pub size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// OpenAI's normalisation constants, as torch turns the Python floats into float32 (double -> float).
+pub const OPENAI_MEAN: [f32; 3] = [
+    0.48145466_f64 as f32,
+    0.4578275_f64 as f32,
+    0.40821073_f64 as f32,
+];
+pub const OPENAI_STD: [f32; 3] = [
+    0.26862954_f64 as f32,
+    0.26130258_f64 as f32,
+    0.27577711_f64 as f32,
+];
+
+impl Default for PreprocessConfig {
+    /// 224 pixels with OpenAI's mean and std.
+    fn default() -> Self {
+        PreprocessConfig {
+            size: 224,
+            mean: OPENAI_MEAN,
+            std: OPENAI_STD,
+        }
+    }
+}
+
+/// Reads and decodes an image file (format detected from its content, not its extension).
+pub fn open(path: &Path) -> Result<PilImage, PreprocessError> {
+    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode::decode(&bytes).map_err(|e| e.with_path(path))
+}
+
+/// Decodes an image held in memory (errors name the path `<memory>`).
+pub fn decode(bytes: &[u8]) -> Result<PilImage, PreprocessError> {
+    decode::decode(bytes)
+}
+
+/// Resize the shorter side to `size` (BICUBIC with Pillow's mode rules), centre crop `size` x `size`,
+/// convert to RGB: the uint8 image `_transform(size)` hands to `ToTensor`.
+pub fn resize_crop_rgb(image: &PilImage, size: u32) -> Result<RgbImage, PreprocessError> {
+    if size == 0 {
+        return Err(PreprocessError::InvalidArgument(
+            "crop size must be > 0".into(),
+        ));
+    }
+    if image.width() == 0 || image.height() == 0 {
+        return Err(PreprocessError::ZeroSize {
+            path: error::memory_path(),
+            width: image.width(),
+            height: image.height(),
+        });
+    }
+    let (rw, rh) = resized_size(image.width(), image.height(), size);
+    let left = center_crop_offset(rw, size);
+    let top = center_crop_offset(rh, size);
+    let cropped = if left >= 0
+        && top >= 0
+        && left as u64 + u64::from(size) <= u64::from(rw)
+        && top as u64 + u64::from(size) <= u64::from(rh)
+    {
+        // Compute only the crop window of the resized image (same pixels, less work and memory).
+        let win = resample::Window {
+            out_w: rw,
+            out_h: rh,
+            x: left as u32..left as u32 + size,
+            y: top as u32..top as u32 + size,
+        };
+        resize::resize_window(image, &win)?
+    } else {
+        // Not reached after Resize(n) (both sides are >= n); kept for torchvision's padding semantics.
+        center_crop(&resize_bicubic(image, rw, rh)?, size)
+    };
+    let data = convert::to_rgb(&cropped)?;
+    Ok(RgbImage {
+        width: size,
+        height: size,
+        data,
+    })
+}
+
+/// `open` + `resize_crop_rgb` + `normalize`: `3 * size * size` floats, CHW.
+pub fn preprocess_path(
+    path: &Path,
+    config: &PreprocessConfig,
+) -> Result<Vec<f32>, PreprocessError> {
+    let image = open(path)?;
+    preprocess_image(&image, config).map_err(|e| e.with_path(path))
+}
+
+/// `resize_crop_rgb` + `normalize`: `3 * size * size` floats, CHW.
+pub fn preprocess_image(
+    image: &PilImage,
+    config: &PreprocessConfig,
+) -> Result<Vec<f32>, PreprocessError> {
+    let rgb = resize_crop_rgb(image, config.size)?;
+    Ok(normalize(&rgb, config.mean, config.std))
+}
