@@ -195,41 +195,69 @@ impl Clip {
         Ok(features)
     }
 
-    /// Decodes, preprocesses and encodes image files batch by batch (decoding on all cores), returning one
-    /// result per path in order: a bad file fails alone. `on_progress` is called with the number of files done.
+    /// Decodes, preprocesses and encodes image files batch by batch, returning one result per path in order:
+    /// a bad file fails alone. Decoding of the next batch (on all cores) overlaps with the model's work on the
+    /// current one. `on_progress` is called with the number of files done.
     pub fn encode_image_files(
         &self,
         paths: &[PathBuf],
         mut on_progress: impl FnMut(usize),
     ) -> Vec<Result<Vec<f32>>> {
         let mut results = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(IMAGE_BATCH) {
-            let pixels = parallel_map(chunk, |path| self.preprocess_path(path));
-            let good: Vec<Vec<f32>> = pixels
-                .iter()
-                .filter_map(|p| p.as_ref().ok().cloned())
-                .collect();
-            let mut features = match self.encode_pixels(&good) {
-                Ok(f) => f.into_iter().map(Ok).collect::<Vec<_>>(),
+        std::thread::scope(|scope| {
+            // One decoded batch waits while the model runs: memory stays bounded to two batches.
+            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for chunk in paths.chunks(IMAGE_BATCH) {
+                    let pixels = parallel_map(chunk, |path| self.preprocess_path(path));
+                    if sender.send(pixels).is_err() {
+                        break;
+                    }
+                }
+            });
+            for pixels in receiver {
+                self.encode_decoded_batch(pixels, &mut results);
+                on_progress(results.len());
+            }
+        });
+        results
+    }
+
+    /// Encodes the decoded images of one batch, keeping each failed decode in its place.
+    fn encode_decoded_batch(
+        &self,
+        pixels: Vec<Result<Vec<f32>>>,
+        results: &mut Vec<Result<Vec<f32>>>,
+    ) {
+        let mut good = Vec::with_capacity(pixels.len());
+        let mut slots = Vec::with_capacity(pixels.len());
+        for item in pixels {
+            match item {
+                Ok(p) => {
+                    good.push(p);
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(e)),
+            }
+        }
+        let mut features: Box<dyn Iterator<Item = Result<Vec<f32>>>> =
+            match self.encode_pixels(&good) {
+                Ok(rows) => Box::new(rows.into_iter().map(Ok)),
                 Err(e) => {
                     let message = e.to_string();
-                    (0..good.len())
-                        .map(|_| Err(ClipError::InvalidInput(message.clone())))
-                        .collect()
+                    Box::new(
+                        (0..good.len()).map(move |_| Err(ClipError::InvalidInput(message.clone()))),
+                    )
                 }
-            }
-            .into_iter();
-            for item in pixels {
-                results.push(match item {
-                    Ok(_) => features.next().unwrap_or_else(|| {
-                        Err(ClipError::InvalidInput("missing feature row".into()))
-                    }),
-                    Err(e) => Err(e),
-                });
-            }
-            on_progress(results.len());
+            };
+        for slot in slots {
+            results.push(match slot {
+                Some(error) => Err(error),
+                None => features
+                    .next()
+                    .unwrap_or_else(|| Err(ClipError::InvalidInput("missing feature row".into()))),
+            });
         }
-        results
     }
 
     /// `encode_text` over texts, in batches; raw (unnormalised) features.
