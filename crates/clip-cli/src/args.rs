@@ -44,7 +44,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Zero-shot classification: probabilities of each label for each image
     #[command(
-        after_help = "Example:\n  clip classify girl-with-puppy.png --labels \"a puppy\" \"a girl\" \"glasses\""
+        after_help = "Examples:\n  clip classify girl-with-puppy.png --labels \"a puppy\" \"a girl\" \"glasses\"\n  \
+                      clip classify photo.jpg --classes imagenet --templates openai --top-k 5\n  \
+                      clip classify --classes pets.txt --save-classifier pets.safetensors"
     )]
     Classify(ClassifyArgs),
     /// Image or text embeddings (encode_image / encode_text features)
@@ -62,6 +64,26 @@ pub enum Command {
         after_help = "Example:\n  clip bench --model openai/clip-vit-base-patch32 --batch 1,8,32 --iters 5 --json"
     )]
     Bench(BenchArgs),
+    /// Zero-shot accuracy on a labelled dataset: top-1, top-5, per-class accuracy, confusion matrix
+    #[command(
+        after_help = "Examples:\n  clip eval --dataset imagenet/val --classes imagenet --templates openai\n  \
+                      clip eval --dataset photos.csv --classifier pets.safetensors --json --confusion confusion.csv"
+    )]
+    Eval(EvalArgs),
+    /// Linear probe: logistic regression on image embeddings, C picked on a validation split
+    #[command(
+        after_help = "Example:\n  clip probe --train data/train --test data/test --output probe.safetensors\n  \
+                      clip classify photo.jpg --classifier probe.safetensors"
+    )]
+    Probe(ProbeArgs),
+    /// Stable Diffusion text conditioning (SD1 / SD2 / SDXL), identical to diffusers' encode_prompt
+    #[command(
+        after_help = "Examples:\n  clip condition --preset sd1 --model stable-diffusion-v1-5 --prompt \"a red fox\" \
+                      --negative \"blurry\" --n-images 2 --output cond.safetensors\n  \
+                      clip condition --preset sdxl --model sd_xl_base_1.0.safetensors --prompt \"a red fox\" \
+                      --output cond.safetensors"
+    )]
+    Condition(ConditionArgs),
 }
 
 #[derive(Args, Debug)]
@@ -76,7 +98,7 @@ pub struct ClassifyArgs {
     #[command(flatten)]
     pub model: ModelArg,
     /// Images to classify
-    #[arg(value_name = "IMAGE", required = true)]
+    #[arg(value_name = "IMAGE", required_unless_present = "save_classifier")]
     pub images: Vec<PathBuf>,
     /// Label prompts, e.g. "a photo of a dog"
     #[arg(long, num_args = 1.., value_name = "LABEL")]
@@ -84,10 +106,77 @@ pub struct ClassifyArgs {
     /// File with one label per line (added after --labels)
     #[arg(long, value_name = "FILE")]
     pub labels_file: Option<PathBuf>,
+    /// Class names put into every prompt template and ensembled: imagenet, cifar10, cifar100 or a file with
+    /// one name per line
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["labels", "labels_file", "classifier"])]
+    pub classes: Option<String>,
+    /// Prompt templates for --classes (or for --labels taken as class names): openai (80), simple (7) or a file
+    /// with one template per line, {} marking the class name [default with --classes: openai]
+    #[arg(long, value_name = "openai|simple|FILE", conflicts_with = "classifier")]
+    pub templates: Option<String>,
+    /// Show only the K most probable classes per image
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: Option<u64>,
+    /// Save the classifier (class embeddings, names, templates, model hash) as safetensors
+    #[arg(long, value_name = "F", conflicts_with = "classifier")]
+    pub save_classifier: Option<PathBuf>,
+    /// Use a classifier saved by --save-classifier or `clip probe`
+    #[arg(long, value_name = "F", conflicts_with_all = ["labels", "labels_file"])]
+    pub classifier: Option<PathBuf>,
     /// Tokenizer file or directory overriding the model's
     #[arg(long, value_name = "PATH")]
     pub vocab: Option<PathBuf>,
     /// One JSON object per image per line: {"image", "labels", "probs"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// An ImageFolder directory (one sub-folder per class) or a CSV file of path,label rows
+    #[arg(long, value_name = "DIR|FILE.csv")]
+    pub dataset: PathBuf,
+    /// Class names for the prompts: imagenet, cifar10, cifar100 or a file with one name per line, in the order
+    /// of the dataset's sorted class folders or matching its labels [default: the dataset's class names]
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "classifier")]
+    pub classes: Option<String>,
+    /// Prompt templates: openai (80), simple (7) or a file with one template per line, {} marking the class
+    /// name [default: openai]
+    #[arg(long, value_name = "openai|simple|FILE", conflicts_with = "classifier")]
+    pub templates: Option<String>,
+    /// Use a classifier saved by `clip classify --save-classifier` or `clip probe`
+    #[arg(long, value_name = "F")]
+    pub classifier: Option<PathBuf>,
+    /// Write the confusion matrix (rows: true class, columns: predicted) as CSV
+    #[arg(long, value_name = "F.csv")]
+    pub confusion: Option<PathBuf>,
+    /// Tokenizer file or directory overriding the model's
+    #[arg(long, value_name = "PATH")]
+    pub vocab: Option<PathBuf>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Training images: an ImageFolder directory or a CSV file of path,label rows
+    #[arg(long, value_name = "DIR|FILE.csv")]
+    pub train: PathBuf,
+    /// Test images, labelled with the training set's class names
+    #[arg(long, value_name = "DIR|FILE.csv")]
+    pub test: Option<PathBuf>,
+    /// Where to save the probe as a classifier for `clip classify --classifier`
+    #[arg(long, value_name = "F", default_value = "classifier.safetensors")]
+    pub output: PathBuf,
+    /// L-BFGS iterations per fit
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_iter: usize,
+    /// Print the report as one JSON object
     #[arg(long)]
     pub json: bool,
 }
@@ -185,4 +274,57 @@ pub struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConditionArgs {
+    /// Model family: sd1, sd2 or sdxl
+    #[arg(long, value_name = "P")]
+    pub preset: clip::conditioning::Preset,
+    /// A diffusers directory (text_encoder/, tokenizer/, ...) or a .safetensors single-file checkpoint
+    #[arg(long, short, value_name = "PATH")]
+    pub model: PathBuf,
+    /// For single files: a diffusers directory whose text_encoder*/config.json and tokenizer*/ describe the
+    /// encoders [default: architecture from tensor shapes, OpenAI's vocabulary]
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<PathBuf>,
+    /// The prompt
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: String,
+    /// Negative prompt [default: none: "" for SD1/SD2, zeros for SDXL]
+    #[arg(long, value_name = "TEXT")]
+    pub negative: Option<String>,
+    /// Guidance scale; above 1 the batch holds negative rows too
+    #[arg(long, value_name = "W", default_value_t = 7.5)]
+    pub cfg: f64,
+    /// Images per prompt (rows per half)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub n_images: usize,
+    /// Layers to skip from the end (diffusers' clip_skip; positive prompt only, as diffusers)
+    #[arg(long, value_name = "K")]
+    pub clip_skip: Option<usize>,
+    /// Padding: max (diffusers: to 77 with the tokenizer's pad token) or longest (MLX: id 0 to the longest prompt)
+    #[arg(long, value_enum, default_value_t = PadArg::Max)]
+    pub pad: PadArg,
+    /// Batch order with guidance: positive-first [pos x N, neg x N] or negative-first (diffusers' UNet batch)
+    #[arg(long, value_enum, default_value_t = OrderArg::PositiveFirst)]
+    pub order: OrderArg,
+    /// Zeros for a missing negative prompt (SDXL's force_zeros_for_empty_prompt) [default: model_index.json]
+    #[arg(long, value_name = "BOOL")]
+    pub force_zeros: Option<bool>,
+    /// Safetensors file to write (conditioning, pooled, tokens)
+    #[arg(long, value_name = "F.safetensors")]
+    pub output: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PadArg {
+    Max,
+    Longest,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OrderArg {
+    PositiveFirst,
+    NegativeFirst,
 }

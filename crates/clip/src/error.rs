@@ -33,6 +33,8 @@ pub enum ClipError {
     Download { url: String, reason: String },
     #[error("{0}")]
     InvalidInput(String),
+    #[error("the classifier was made with model {expected}, not with the loaded model {found}; rebuild it for this model")]
+    ModelMismatch { expected: String, found: String },
     #[error(transparent)]
     Tokenizer(#[from] clip_tokenizer::TokenizerError),
     #[error(transparent)]

@@ -9,11 +9,14 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod conditioning;
 pub mod error;
 pub mod hub;
 pub mod loader;
 pub mod model;
 pub mod npy;
+pub mod pretrained;
+pub mod zeroshot;
 
 pub use clip_preprocess as preprocess;
 pub use clip_tokenizer as tokenizer;

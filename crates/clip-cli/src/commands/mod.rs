@@ -2,8 +2,11 @@
 
 mod bench;
 mod classify;
+mod condition;
 mod embed;
+mod eval;
 mod preprocess;
+mod probe;
 mod tokenize;
 
 use std::path::Path;
@@ -22,6 +25,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Tokenize(args) => tokenize::run(&cli.global, args),
         Command::Preprocess(args) => preprocess::run(&cli.global, args),
         Command::Bench(args) => bench::run(&cli.global, args),
+        Command::Eval(args) => eval::run(&cli.global, args),
+        Command::Probe(args) => probe::run(&cli.global, args),
+        Command::Condition(args) => condition::run(&cli.global, args),
     }
 }
 

@@ -1,0 +1,125 @@
+//! Which model a saved classifier belongs to: a readable name and a SHA-256 over the model directory's
+//! `config.json` and weight files (`model.safetensors`, its shards, or `pytorch_model.bin`), the files
+//! `checkpoint::hf::open_weights` reads. Class embeddings only mean something in the embedding space of the
+//! weights that made them, so a classifier is refused by any other model.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::hf::{PYTORCH_FILE, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE};
+use crate::error::{ClipError, Result};
+use crate::hub::sha256_file;
+use crate::Clip;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelIdentity {
+    /// For people: the Hub id (`org/name`) for a cached model, else the directory name.
+    pub name: String,
+    /// Hex SHA-256 over the per-file SHA-256s of the model's config and weight files.
+    pub sha256: String,
+}
+
+impl ModelIdentity {
+    /// Hashes the files `clip` was loaded from (reads the weights once: about a second per GB).
+    pub fn of(clip: &Clip) -> Result<Self> {
+        Self::of_dir(clip.source())
+    }
+
+    pub fn of_dir(dir: &Path) -> Result<Self> {
+        let mut digest = Sha256::new();
+        for file in model_files(dir)? {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            digest.update(format!("{name} {}\n", sha256_file(&file)?).as_bytes());
+        }
+        Ok(Self {
+            name: display_name(dir),
+            sha256: crate::hub::hex(&digest.finalize()),
+        })
+    }
+}
+
+/// The files that determine a model's outputs, in a fixed order.
+fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let config = dir.join("config.json");
+    if config.is_file() {
+        files.push(config);
+    }
+    let single = dir.join(SAFETENSORS_FILE);
+    let index = dir.join(SAFETENSORS_INDEX_FILE);
+    let pickle = dir.join(PYTORCH_FILE);
+    if single.is_file() {
+        files.push(single);
+    } else if index.is_file() {
+        files.extend(shards(&index)?);
+        files.push(index);
+    } else if pickle.is_file() {
+        files.push(pickle);
+    } else {
+        return Err(ClipError::Checkpoint {
+            path: dir.to_path_buf(),
+            reason: "no weight file to identify the model by".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// The shards named by a safetensors index (sorted, each once).
+fn shards(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|source| ClipError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| ClipError::Checkpoint {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = value
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .ok_or_else(|| bad("no weight_map object".into()))?;
+    let names: std::collections::BTreeSet<&str> =
+        map.values().filter_map(serde_json::Value::as_str).collect();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    Ok(names
+        .into_iter()
+        .filter(|n| !n.contains('/') && !n.contains('\\') && *n != "..")
+        .map(|n| dir.join(n))
+        .collect())
+}
+
+/// `org/name` for a Hugging Face cache snapshot (`.../models--org--name/snapshots/<rev>`), else the last path part.
+fn display_name(dir: &Path) -> String {
+    let parts: Vec<String> = dir
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.len() >= 3 && parts[parts.len() - 2] == "snapshots" {
+        if let Some(repo) = parts[parts.len() - 3].strip_prefix("models--") {
+            return repo.replacen("--", "/", 1);
+        }
+    }
+    parts
+        .iter()
+        .rev()
+        .find(|p| !p.is_empty() && *p != "." && *p != "/")
+        .cloned()
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_cache_layout() {
+        let dir = Path::new("/cache/models--openai--clip-vit-base-patch32/snapshots/abc123");
+        assert_eq!(display_name(dir), "openai/clip-vit-base-patch32");
+        assert_eq!(display_name(Path::new("fixtures/models/tiny")), "tiny");
+    }
+}
