@@ -6,18 +6,67 @@ use candle_core::{Device, Tensor, D};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::ClipConfig;
+use crate::model::config::{ClipConfig, VisionTowerConfig};
 use crate::model::layers::Linear;
+use crate::model::resnet::ModifiedResNet;
 use crate::model::text::TextTransformer;
 use crate::model::vision::VisionTransformer;
+
+/// The image tower: OpenAI released both kinds, and open_clip's `vision_cfg.layers` picks between them.
+#[derive(Debug, Clone)]
+pub enum VisionTower {
+    Vit(VisionTransformer),
+    /// Its attention pool already projects to the shared space, so the model has no separate visual projection.
+    ResNet(ModifiedResNet),
+}
+
+impl VisionTower {
+    pub fn config(&self) -> VisionTowerConfig {
+        match self {
+            Self::Vit(v) => VisionTowerConfig::Vit(v.config().clone()),
+            Self::ResNet(r) => VisionTowerConfig::ResNet(r.config().clone()),
+        }
+    }
+
+    pub fn image_size(&self) -> usize {
+        match self {
+            Self::Vit(v) => v.config().image_size,
+            Self::ResNet(r) => r.config().image_size,
+        }
+    }
+
+    /// `[batch, 3, s, s]` normalised pixels -> pooled features (ViT: before the projection).
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Vit(v) => v.forward(pixels),
+            Self::ResNet(r) => {
+                let s = r.config().image_size;
+                let dims = pixels.dims();
+                if dims.len() != 4 || dims[0] == 0 || dims[1] != 3 || dims[2] != s || dims[3] != s {
+                    return Err(ClipError::InvalidInput(format!(
+                        "image tensor has shape {dims:?}, expected [batch, 3, {s}, {s}] (RGB, {s}x{s} pixels)"
+                    )));
+                }
+                if !pixels.dtype().is_float() {
+                    return Err(ClipError::InvalidInput(format!(
+                        "image tensor has dtype {:?}, expected f32 (normalised pixel values)",
+                        pixels.dtype()
+                    )));
+                }
+                r.forward(&pixels.to_dtype(candle_core::DType::F32)?)
+            }
+        }
+    }
+}
 
 /// A loaded CLIP model. Immutable after loading, `Send + Sync`: share one behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct ClipModel {
     config: ClipConfig,
     device: Device,
-    vision_model: VisionTransformer,
-    visual_projection: Linear,
+    vision_model: VisionTower,
+    /// `None` for ResNet towers, whose attention pool projects.
+    visual_projection: Option<Linear>,
     text_model: TextTransformer,
     text_projection: Linear,
     /// `exp` of the stored `logit_scale`.
@@ -48,12 +97,35 @@ impl ClipModel {
         Ok(Self {
             config,
             device: w.device().clone(),
-            vision_model,
-            visual_projection,
+            vision_model: VisionTower::Vit(vision_model),
+            visual_projection: Some(visual_projection),
             text_model,
             text_projection,
             logit_scale: log_scale.exp(),
         })
+    }
+
+    /// Assembles a model from towers loaded by another checkpoint layout (OpenAI / open_clip). `text_projection`
+    /// maps text width to `config.projection_dim`; `log_logit_scale` is the stored (log) value. For a ResNet
+    /// tower, `config.vision` only describes its image size (the tower's own config is [`Self::vision_tower`]).
+    pub fn from_parts(
+        config: ClipConfig,
+        device: &Device,
+        vision: VisionTower,
+        visual_projection: Option<Linear>,
+        text_model: TextTransformer,
+        text_projection: Linear,
+        log_logit_scale: f32,
+    ) -> Self {
+        Self {
+            config,
+            device: device.clone(),
+            vision_model: vision,
+            visual_projection,
+            text_model,
+            text_projection,
+            logit_scale: log_logit_scale.exp(),
+        }
     }
 
     pub fn config(&self) -> &ClipConfig {
@@ -65,7 +137,15 @@ impl ClipModel {
         &self.device
     }
 
-    pub fn vision_model(&self) -> &VisionTransformer {
+    /// The ViT image tower, if the model has one (see [`Self::vision_tower`]).
+    pub fn vision_model(&self) -> Option<&VisionTransformer> {
+        match &self.vision_model {
+            VisionTower::Vit(v) => Some(v),
+            VisionTower::ResNet(_) => None,
+        }
+    }
+
+    pub fn vision_tower(&self) -> &VisionTower {
         &self.vision_model
     }
 
@@ -78,7 +158,10 @@ impl ClipModel {
     pub fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
         let pixels = pixels.to_device(&self.device)?;
         let pooled = self.vision_model.forward(&pixels)?;
-        self.visual_projection.forward(&pooled)
+        match &self.visual_projection {
+            Some(p) => p.forward(&pooled),
+            None => Ok(pooled),
+        }
     }
 
     /// Text features `[batch, projection_dim]` (not normalised) from token ids `[batch, len]`

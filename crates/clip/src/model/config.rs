@@ -61,6 +61,79 @@ impl VisionConfig {
     }
 }
 
+/// OpenAI's ModifiedResNet image tower (clip `model.py` `ModifiedResNet`, open_clip `vision_cfg.layers` as a list).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// Input side length in pixels (the attention pool sees `image_size / 32` squared positions).
+    pub image_size: usize,
+    /// Bottleneck blocks in each of the four stages.
+    pub layers: [usize; 4],
+    /// Stem width (64 for RN50); stage `i` has `width * 2^i` planes and the pool works on `width * 32` channels.
+    pub width: usize,
+    /// Attention-pool heads (OpenAI: `width * 32 / 64`).
+    pub heads: usize,
+    /// Output of the attention pool's `c_proj`: the shared embedding size.
+    pub output_dim: usize,
+}
+
+impl ResNetConfig {
+    /// Channels entering the attention pool.
+    pub fn embed_dim(&self) -> usize {
+        self.width * 32
+    }
+
+    /// Feature-map side at the attention pool.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / 32
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.width == 0 || self.heads == 0 || self.output_dim == 0 || self.grid_size() == 0 {
+            return Err(
+                "resnet width, heads, output_dim and image_size / 32 must be positive".into(),
+            );
+        }
+        if !self.embed_dim().is_multiple_of(self.heads) {
+            return Err(format!(
+                "resnet attention pool width {} is not a multiple of {} heads",
+                self.embed_dim(),
+                self.heads
+            ));
+        }
+        if self.layers.contains(&0) {
+            return Err("every resnet stage needs at least one block".into());
+        }
+        Ok(())
+    }
+}
+
+/// Which image tower a model has: an architecture variant is an enum, never a string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisionTowerConfig {
+    Vit(VisionConfig),
+    ResNet(ResNetConfig),
+}
+
+impl VisionTowerConfig {
+    pub fn image_size(&self) -> usize {
+        match self {
+            Self::Vit(c) => c.image_size,
+            Self::ResNet(c) => c.image_size,
+        }
+    }
+}
+
+/// The architecture of a model in OpenAI's layout (OpenAI `.pt` files, open_clip checkpoints): either image
+/// tower, the text tower and the shared embedding size. open_clip's `model_configs/*.json` map onto this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelArch {
+    pub vision: VisionTowerConfig,
+    pub text: TextConfig,
+    /// Shared embedding size (`embed_dim`).
+    pub embed_dim: usize,
+}
+
 /// Causal text transformer (transformers `CLIPTextConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextConfig {

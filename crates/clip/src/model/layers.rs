@@ -122,6 +122,15 @@ impl Mlp {
         })
     }
 
+    /// Builds the MLP from layers already loaded (e.g. OpenAI's `c_fc` / `c_proj`).
+    pub fn from_parts(fc1: Linear, fc2: Linear, activation: Activation) -> Self {
+        Self {
+            fc1,
+            fc2,
+            activation,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.fc1.forward(x)?;
         let h = activate(&h, self.activation)?;
@@ -158,6 +167,36 @@ impl Attention {
         let (vw, vb) = take("v_proj")?;
         let weight = Tensor::cat(&[&qw.affine(scale, 0.0)?, &kw, &vw], 0)?;
         let bias = Tensor::cat(&[&qb.affine(scale, 0.0)?, &kb, &vb], 0)?;
+        Ok(Self {
+            qkv: Linear::from_parts(weight, Some(bias)),
+            out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
+            heads,
+            head_dim,
+        })
+    }
+
+    /// Reads PyTorch `nn.MultiheadAttention`'s layout (OpenAI / open_clip checkpoints): the packed
+    /// `in_proj_weight` `[3 * width, width]` (q, k, v rows in that order), `in_proj_bias` `[3 * width]` and
+    /// `out_proj.{weight,bias}`. The packed rows are already the stacked projection this type uses.
+    pub fn load_packed(w: &Weights, width: usize, heads: usize) -> Result<Self> {
+        let head_dim = width / heads;
+        let scale = (head_dim as f64).powf(-0.5);
+        let weight = w.take("in_proj_weight", &[3 * width, width])?;
+        let bias = w.take("in_proj_bias", &[3 * width])?;
+        let weight = Tensor::cat(
+            &[
+                &weight.narrow(0, 0, width)?.affine(scale, 0.0)?,
+                &weight.narrow(0, width, 2 * width)?,
+            ],
+            0,
+        )?;
+        let bias = Tensor::cat(
+            &[
+                &bias.narrow(0, 0, width)?.affine(scale, 0.0)?,
+                &bias.narrow(0, width, 2 * width)?,
+            ],
+            0,
+        )?;
         Ok(Self {
             qkv: Linear::from_parts(weight, Some(bias)),
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
@@ -229,6 +268,22 @@ impl EncoderLayer {
         })
     }
 
+    /// Builds a layer from parts already loaded (e.g. OpenAI's `ResidualAttentionBlock`: `ln_1`, `attn`, `ln_2`,
+    /// `mlp`).
+    pub fn from_parts(
+        layer_norm1: LayerNorm,
+        self_attn: Attention,
+        layer_norm2: LayerNorm,
+        mlp: Mlp,
+    ) -> Self {
+        Self {
+            layer_norm1,
+            self_attn,
+            layer_norm2,
+            mlp,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self
             .self_attn
@@ -252,6 +307,11 @@ impl Encoder {
             .map(|i| EncoderLayer::load(&w.pp(i), s))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers })
+    }
+
+    /// Builds the stack from layers already loaded (e.g. OpenAI's `transformer.resblocks`).
+    pub fn from_layers(layers: Vec<EncoderLayer>) -> Self {
+        Self { layers }
     }
 
     pub fn num_layers(&self) -> usize {

@@ -4,10 +4,14 @@
 pub mod clip;
 pub mod config;
 pub mod layers;
+pub mod resnet;
 pub mod text;
 pub mod vision;
 
-pub use self::clip::{l2_normalize, ClipModel};
-pub use self::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use self::clip::{l2_normalize, ClipModel, VisionTower};
+pub use self::config::{
+    Activation, ClipConfig, ModelArch, ResNetConfig, TextConfig, VisionConfig, VisionTowerConfig,
+};
+pub use self::resnet::ModifiedResNet;
 pub use self::text::TextTransformer;
 pub use self::vision::VisionTransformer;

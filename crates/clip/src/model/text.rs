@@ -52,6 +52,24 @@ impl TextTransformer {
         })
     }
 
+    /// Builds the tower from parts already loaded (other checkpoint layouts, e.g. OpenAI's): `token_embedding`
+    /// `[vocab_size, width]`, `position_embedding` `[context_length, width]`.
+    pub fn from_parts(
+        config: &TextConfig,
+        token_embedding: Tensor,
+        position_embedding: Tensor,
+        encoder: Encoder,
+        final_layer_norm: LayerNorm,
+    ) -> Self {
+        Self {
+            config: config.clone(),
+            token_embedding,
+            position_embedding,
+            encoder,
+            final_layer_norm,
+        }
+    }
+
     pub fn config(&self) -> &TextConfig {
         &self.config
     }

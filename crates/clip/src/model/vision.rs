@@ -57,6 +57,30 @@ impl VisionTransformer {
         })
     }
 
+    /// Builds the tower from parts already loaded (other checkpoint layouts, e.g. OpenAI's): `patch_weight` is the
+    /// conv kernel `[width, 3, p, p]`, `position_embedding` `[num_positions, width]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        config: &VisionConfig,
+        class_embedding: Tensor,
+        patch_weight: Tensor,
+        position_embedding: Tensor,
+        pre_layrnorm: LayerNorm,
+        encoder: Encoder,
+        post_layernorm: LayerNorm,
+    ) -> Result<Self> {
+        let p = config.patch_size;
+        Ok(Self {
+            config: config.clone(),
+            class_embedding,
+            patch_weight: patch_weight.reshape((config.width, 3 * p * p))?,
+            position_embedding,
+            pre_layrnorm,
+            encoder,
+            post_layernorm,
+        })
+    }
+
     pub fn config(&self) -> &VisionConfig {
         &self.config
     }
