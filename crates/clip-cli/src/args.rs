@@ -29,7 +29,8 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Cache directory for downloaded models [default: $HF_HUB_CACHE or ~/.cache/huggingface/hub]
+    /// Cache directory for downloaded models [default: Hub models in $HF_HUB_CACHE or ~/.cache/huggingface/hub,
+    /// OpenAI's .pt files in $CLIP_CACHE_DIR or ~/.cache/clip]
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Never use the network; models must already be cached (also: HF_HUB_OFFLINE=1)
@@ -59,6 +60,8 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Preprocessed image tensors (resize, centre crop, normalise) as float32 [N, 3, S, S]
     Preprocess(PreprocessArgs),
+    /// OpenAI's released models: name, cached or not, size, input resolution
+    Models(ModelsArgs),
     /// Image and text throughput, batch-1 latency, load time and peak memory
     #[command(
         after_help = "Example:\n  clip bench --model openai/clip-vit-base-patch32 --batch 1,8,32 --iters 5 --json"
@@ -88,7 +91,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ModelArg {
-    /// Model: a Hugging Face model directory or Hub id
+    /// Model: an OpenAI name (ViT-B/32, RN50, ... see `clip models`), an OpenAI .pt file, a Hugging Face
+    /// directory or Hub id, an open_clip directory, hf-hub:ORG/NAME, or open_clip ARCH:TAG / ARCH:WEIGHTS
     #[arg(long, short, value_name = "M", default_value = DEFAULT_MODEL)]
     pub model: String,
 }
@@ -216,7 +220,7 @@ pub struct EmbedArgs {
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["texts", "text_file"]))]
 pub struct TokenizeArgs {
-    /// Use the tokenizer of this model (directory or Hub id)
+    /// Use the tokenizer of this model (any --model form)
     #[arg(long, short, value_name = "M", conflicts_with = "vocab")]
     pub model: Option<String>,
     /// Tokenizer file: bpe_simple_vocab_16e6.txt.gz, vocab.json (merges.txt beside it) or tokenizer.json
@@ -242,7 +246,7 @@ pub struct TokenizeArgs {
 
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
-    /// Take size, mean and std from this model (directory or Hub id)
+    /// Take size, mean and std from this model (any --model form)
     #[arg(long, short, value_name = "M", conflicts_with = "size")]
     pub model: Option<String>,
     /// Output size with OpenAI's mean and std [default: 224]
@@ -327,4 +331,11 @@ pub enum PadArg {
 pub enum OrderArg {
     PositiveFirst,
     NegativeFirst,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Print one JSON object per model per line
+    #[arg(long)]
+    pub json: bool,
 }

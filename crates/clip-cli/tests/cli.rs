@@ -25,6 +25,7 @@ fn clip(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("HF_HUB_CACHE", &cache)
+        .env("CLIP_CACHE_DIR", &cache)
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap()
@@ -373,4 +374,73 @@ fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn openai_pt_files_and_open_clip_dirs_match_their_reference_loaders() {
+    let reference = reference();
+    let images = str_list(&reference["images"]);
+    let dir = tempdir("formats");
+    for (i, entry) in reference["other_formats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let model = entry["model"].as_str().unwrap();
+        let out = dir.join(format!("features{i}.npy"));
+        let mut args = vec!["embed", "--model", model, "--image"];
+        args.extend(images.iter().map(String::as_str));
+        args.extend(["--output", out.to_str().unwrap()]);
+        let output = clip(&args);
+        assert!(output.status.success(), "{model}: {}", stderr(&output));
+        let (shape, values) = clip::npy::read_f32(&out).unwrap();
+        let rows: Vec<Vec<f32>> = values.chunks(shape[1]).map(<[f32]>::to_vec).collect();
+        assert_close(&rows, &matrix(&entry["image_features"]), model);
+    }
+}
+
+#[test]
+fn models_lists_the_nine_openai_models() {
+    let output = clip(&["models", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    // clip.available_models() of clip-anytorch 2.6.0.
+    assert_eq!(
+        names,
+        [
+            "RN50",
+            "RN101",
+            "RN50x4",
+            "RN50x16",
+            "RN50x64",
+            "ViT-B/32",
+            "ViT-B/16",
+            "ViT-L/14",
+            "ViT-L/14@336px"
+        ]
+    );
+    let resolution: Vec<u64> = rows
+        .iter()
+        .map(|r| r["image_size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(resolution, [224, 224, 288, 384, 448, 224, 224, 224, 336]);
+    assert!(
+        rows.iter().all(|r| r["cached"] == Value::Bool(false)),
+        "the test cache is empty"
+    );
+    // Offline and not cached: a clear error, nothing downloaded.
+    let output = clip(&[
+        "classify",
+        "--model",
+        "ViT-B/32",
+        "examples/cat.jpg",
+        "--labels",
+        "a",
+    ]);
+    assert_clean_error(&output, 1, "not cached");
 }

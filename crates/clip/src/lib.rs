@@ -16,6 +16,7 @@ pub mod loader;
 pub mod model;
 pub mod npy;
 pub mod pretrained;
+pub mod source;
 pub mod zeroshot;
 
 pub use clip_preprocess as preprocess;

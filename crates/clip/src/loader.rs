@@ -1,5 +1,5 @@
 //! The user-facing bundle, like OpenAI's `clip.load`: a model with the tokenizer and preprocessing that belong
-//! to it, found from a local directory or a Hugging Face Hub id, plus batched `encode_*` and zero-shot helpers.
+//! to it (found by [`ModelSource`]), plus batched `encode_*` and zero-shot helpers.
 
 use std::path::{Path, PathBuf};
 
@@ -7,10 +7,10 @@ use candle_core::{Device, Tensor};
 use clip_preprocess::PreprocessConfig;
 use clip_tokenizer::Tokenizer;
 
-use crate::checkpoint::hf;
 use crate::error::{ClipError, Result};
-use crate::hub::{HubOptions, HubRepo, Need};
+use crate::hub::HubOptions;
 use crate::model::ClipModel;
+use crate::source::{tokenizer_for, LoadedModel, ModelSource};
 
 /// The model `clip` uses when none is named.
 pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
@@ -19,97 +19,11 @@ pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
 const IMAGE_BATCH: usize = 16;
 const TEXT_BATCH: usize = 64;
 
-const CONFIG_FILE: &str = "config.json";
-const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
-const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
-const TOKENIZER_FILES: [&str; 3] = ["tokenizer.json", "vocab.json", "merges.txt"];
-
 #[derive(Clone, Default)]
 pub struct LoadOptions {
     pub hub: HubOptions,
     /// Tokenizer file or directory overriding the one found with the model.
     pub vocab: Option<PathBuf>,
-}
-
-/// Which files of a model a caller needs: tokenizing needs no weights, preprocessing needs only metadata.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parts {
-    Tokenizer,
-    Preprocessing,
-    Everything,
-}
-
-/// Finds a model's directory: a local path as is, a Hub id through the cache (downloading what `parts` needs).
-pub fn resolve_model_dir(spec: &str, parts: Parts, options: &HubOptions) -> Result<PathBuf> {
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    if path.exists() {
-        return Err(ClipError::InvalidInput(format!(
-            "{spec} is a file; a Hugging Face model is a directory holding config.json and model.safetensors"
-        )));
-    }
-    if !crate::hub::is_repo_id(spec) {
-        return Err(ClipError::UnknownModel(spec.to_string()));
-    }
-    let repo = HubRepo::new(spec, options)?;
-    let mut wanted: Vec<(&str, Need)> = Vec::new();
-    match parts {
-        Parts::Tokenizer => wanted.extend(TOKENIZER_FILES.map(|f| (f, Need::Optional))),
-        Parts::Preprocessing => {
-            wanted.push((PREPROCESSOR_FILE, Need::Optional));
-            wanted.push((CONFIG_FILE, Need::Optional));
-        }
-        Parts::Everything => {
-            wanted.push((CONFIG_FILE, Need::Required));
-            wanted.push((PREPROCESSOR_FILE, Need::Optional));
-            wanted.extend(TOKENIZER_FILES.map(|f| (f, Need::Optional)));
-        }
-    }
-    let snapshot = repo.snapshot(&wanted)?;
-    if parts == Parts::Everything {
-        // Prefer safetensors; fall back to the pickle format only where a repository has no safetensors.
-        let safetensors = repo.snapshot(&[(WEIGHT_FILES[0], Need::Optional)])?;
-        if repo
-            .first_present(&safetensors, &WEIGHT_FILES[..1])
-            .is_none()
-        {
-            repo.snapshot(&[(WEIGHT_FILES[1], Need::Required)])?;
-        }
-    }
-    Ok(snapshot)
-}
-
-/// The tokenizer for a model directory: `vocab` if given, else the directory's files, else OpenAI's vocabulary
-/// (which every CLIP checkpoint in the OpenAI lineage shares).
-pub fn tokenizer_for(dir: Option<&Path>, vocab: Option<&Path>) -> Result<Tokenizer> {
-    if let Some(vocab) = vocab {
-        return Ok(Tokenizer::from_path(vocab)?);
-    }
-    if let Some(dir) = dir {
-        if let Some(tokenizer) = Tokenizer::from_model_dir(dir)? {
-            return Ok(tokenizer);
-        }
-    }
-    Ok(Tokenizer::openai())
-}
-
-/// A model directory's preprocessing: `preprocessor_config.json` if present, else OpenAI's mean and std at
-/// the image size in `config.json`, else OpenAI's defaults.
-pub fn preprocess_config_for(dir: &Path) -> Result<PreprocessConfig> {
-    if let Some(config) = hf::read_preprocessor_config(dir)? {
-        return Ok(config);
-    }
-    let config_path = dir.join(CONFIG_FILE);
-    if config_path.is_file() {
-        let config = hf::read_hf_config(&config_path)?;
-        return Ok(PreprocessConfig {
-            size: config.vision.image_size as u32,
-            ..PreprocessConfig::default()
-        });
-    }
-    Ok(PreprocessConfig::default())
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing.
@@ -118,28 +32,36 @@ pub struct Clip {
     tokenizer: Tokenizer,
     preprocess: PreprocessConfig,
     source: PathBuf,
+    files: Vec<PathBuf>,
     device: Device,
 }
 
 impl Clip {
-    /// Loads `spec`: a local Hugging Face model directory or a Hub id such as `openai/clip-vit-base-patch32`.
+    /// Loads `spec` (see [`ModelSource`]): one of OpenAI's names (`ViT-B/32`), an OpenAI `.pt` file, a Hugging
+    /// Face directory or Hub id (`openai/clip-vit-base-patch32`), an open_clip directory, `hf-hub:org/name`,
+    /// `ARCH:TAG` or `ARCH:WEIGHTS`.
     pub fn load(spec: &str, options: &LoadOptions) -> Result<Self> {
-        let dir = resolve_model_dir(spec, Parts::Everything, &options.hub)?;
-        Self::from_dir(&dir, options.vocab.as_deref())
+        let source = ModelSource::parse(spec)?;
+        let loaded = source.load(&options.hub, &Device::Cpu)?;
+        Self::from_loaded(loaded, options.vocab.as_deref())
     }
 
     /// Loads a Hugging Face layout directory (`config.json`, weights, optional preprocessing and tokenizer files).
     pub fn from_dir(dir: &Path, vocab: Option<&Path>) -> Result<Self> {
-        let device = Device::Cpu;
-        let model = hf::load_hf_model(dir, &device)?;
-        let preprocess = preprocess_config_for(dir)?;
-        let tokenizer = tokenizer_for(Some(dir), vocab)?;
+        let loaded =
+            ModelSource::HfDir(dir.to_path_buf()).load(&HubOptions::default(), &Device::Cpu)?;
+        Self::from_loaded(loaded, vocab)
+    }
+
+    fn from_loaded(loaded: LoadedModel, vocab: Option<&Path>) -> Result<Self> {
+        let tokenizer = tokenizer_for(loaded.tokenizer_dir.as_deref(), vocab)?;
         Ok(Self {
-            model,
+            device: loaded.model.device().clone(),
+            model: loaded.model,
             tokenizer,
-            preprocess,
-            source: dir.to_path_buf(),
-            device,
+            preprocess: loaded.preprocess,
+            source: loaded.origin,
+            files: loaded.files,
         })
     }
 
@@ -155,9 +77,14 @@ impl Clip {
         &self.preprocess
     }
 
-    /// The directory the model was loaded from.
+    /// The directory or file the model was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// The files (config and weights) that determine the model's outputs.
+    pub fn model_files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     pub fn context_length(&self) -> usize {
@@ -401,8 +328,9 @@ mod tests {
 
     #[test]
     fn unknown_specs_are_rejected_without_network() {
-        let err = resolve_model_dir("no-such-model", Parts::Everything, &HubOptions::default())
-            .unwrap_err();
-        assert!(matches!(err, ClipError::UnknownModel(_)), "{err}");
+        let err = Clip::load("no-such-model", &LoadOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no-such-model"), "{err}");
     }
 }

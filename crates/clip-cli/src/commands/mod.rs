@@ -5,6 +5,7 @@ mod classify;
 mod condition;
 mod embed;
 mod eval;
+mod models;
 mod preprocess;
 mod probe;
 mod tokenize;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Tokenize(args) => tokenize::run(&cli.global, args),
         Command::Preprocess(args) => preprocess::run(&cli.global, args),
         Command::Bench(args) => bench::run(&cli.global, args),
+        Command::Models(args) => models::run(&cli.global, args),
         Command::Eval(args) => eval::run(&cli.global, args),
         Command::Probe(args) => probe::run(&cli.global, args),
         Command::Condition(args) => condition::run(&cli.global, args),

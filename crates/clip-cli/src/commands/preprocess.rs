@@ -12,12 +12,7 @@ use super::hub_options;
 pub fn run(global: &GlobalArgs, args: PreprocessArgs) -> anyhow::Result<Outcome> {
     let config = match (&args.model, args.size) {
         (Some(model), _) => {
-            let dir = clip::loader::resolve_model_dir(
-                model,
-                clip::loader::Parts::Preprocessing,
-                &hub_options(global),
-            )?;
-            clip::loader::preprocess_config_for(&dir)?
+            clip::source::ModelSource::parse(model)?.preprocess_config(&hub_options(global))?
         }
         (None, Some(size)) => PreprocessConfig {
             size,

@@ -10,15 +10,12 @@ pub fn run(global: &GlobalArgs, args: TokenizeArgs) -> anyhow::Result<Outcome> {
     if let Some(file) = &args.text_file {
         texts.extend(read_lines(file, "text")?);
     }
-    let dir = match &args.model {
-        Some(model) => Some(clip::loader::resolve_model_dir(
-            model,
-            clip::loader::Parts::Tokenizer,
-            &hub_options(global),
-        )?),
-        None => None,
+    let tokenizer = match &args.model {
+        Some(model) => {
+            clip::source::ModelSource::parse(model)?.tokenizer(&hub_options(global), None)?
+        }
+        None => clip::source::tokenizer_for(None, args.vocab.as_deref())?,
     };
-    let tokenizer = clip::loader::tokenizer_for(dir.as_deref(), args.vocab.as_deref())?;
     let rows = tokenizer
         .tokenize_batch(&texts, args.context_length, args.truncate)
         .map_err(|e| hint_truncate(e.into()))?;

@@ -23,27 +23,31 @@ pub struct ModelIdentity {
 impl ModelIdentity {
     /// Hashes the files `clip` was loaded from (reads the weights once: about a second per GB).
     pub fn of(clip: &Clip) -> Result<Self> {
-        Self::of_dir(clip.source())
+        Self::of_files(clip.model_files(), display_name(clip.source()))
     }
 
-    pub fn of_dir(dir: &Path) -> Result<Self> {
+    fn of_files(files: &[PathBuf], name: String) -> Result<Self> {
         let mut digest = Sha256::new();
-        for file in model_files(dir)? {
-            let name = file
+        for file in files {
+            let file_name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            digest.update(format!("{name} {}\n", sha256_file(&file)?).as_bytes());
+            digest.update(format!("{file_name} {}\n", sha256_file(file)?).as_bytes());
         }
         Ok(Self {
-            name: display_name(dir),
+            name,
             sha256: crate::hub::hex(&digest.finalize()),
         })
     }
+
+    pub fn of_dir(dir: &Path) -> Result<Self> {
+        Self::of_files(&model_files(dir)?, display_name(dir))
+    }
 }
 
-/// The files that determine a model's outputs, in a fixed order.
-fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The files that determine a Hugging Face model's outputs, in a fixed order.
+pub(crate) fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let config = dir.join("config.json");
     if config.is_file() {
