@@ -10,8 +10,8 @@ use clip::checkpoint::hf;
 use clip::model::ClipModel;
 use clip::ClipError;
 
-/// Tolerance from DESIGN.md: max |diff| <= 1e-4 x max |reference|.
-const REL_TOL: f32 = 1e-4;
+mod common;
+use common::{check, check_model, ids, reference};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,68 +19,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn reference(dir: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-/// The reference's int64 ids as the u32 tensor the model takes.
-fn ids(t: &Tensor) -> Tensor {
-    let rows: Vec<Vec<i64>> = t.to_vec2().unwrap();
-    let (b, l) = (rows.len(), rows[0].len());
-    let flat: Vec<u32> = rows
-        .into_iter()
-        .flatten()
-        .map(|v| u32::try_from(v).unwrap())
-        .collect();
-    Tensor::from_vec(flat, (b, l), &Device::Cpu).unwrap()
-}
-
-/// Asserts `got` matches `want` within the tolerance and reports the error (visible with `--nocapture`).
-fn check(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-    let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
-    let max_ref = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let max_diff = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    println!(
-        "{what}: max |diff| {max_diff:.3e}, max |ref| {max_ref:.3}, ratio {:.3e}",
-        max_diff / max_ref
-    );
-    assert!(max_ref > 0.0, "{what}: reference is all zeros");
-    assert!(
-        max_diff <= REL_TOL * max_ref,
-        "{what}: max |diff| {max_diff:e} exceeds {REL_TOL} x max |ref| {max_ref}"
-    );
-}
-
-/// Compares everything a fixture's reference file holds for the model in `dir`.
+/// Everything a fixture's reference holds: features, logits, and texts shorter than the context.
 fn check_fixture(name: &str, model: &ClipModel, refs: &HashMap<String, Tensor>) {
-    let image = model.encode_image(&refs["pixel_values"]).unwrap();
-    let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();
-    check(
-        &format!("{name} image_features"),
-        &image,
-        &refs["image_features"],
-    );
-    check(
-        &format!("{name} text_features"),
-        &text,
-        &refs["text_features"],
-    );
-    let (per_image, per_text) = model.logits(&image, &text).unwrap();
-    check(
-        &format!("{name} logits_per_image"),
-        &per_image,
-        &refs["logits_per_image"],
-    );
-    check(
-        &format!("{name} logits_per_text"),
-        &per_text,
-        &refs["logits_per_text"],
-    );
+    check_model(name, model, refs);
     let short = model.encode_text(&ids(&refs["input_ids_short"])).unwrap();
     check(
         &format!("{name} text_features_short"),

@@ -3,7 +3,6 @@
 //! (TorchScript archive via `torch.jit.trace`, `torch.save` state dict), plus the architecture inference of
 //! `build_model` and bad input (a hostile pickle, a truncated archive).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -12,60 +11,13 @@ use clip::checkpoint::torchscript::{read_archive, ArchiveKind};
 use clip::model::{ClipModel, ModelArch, VisionTowerConfig};
 use clip::ClipError;
 
-/// Tolerance from DESIGN.md: max |diff| <= 1e-4 x max |reference|.
-const REL_TOL: f32 = 1e-4;
+mod common;
+use common::{check, check_model, ids, reference};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/openai")
         .join(name)
-}
-
-fn reference(dir: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn ids(t: &Tensor) -> Tensor {
-    t.to_dtype(DType::U32).unwrap()
-}
-
-fn check(what: &str, got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-    let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
-    let max_ref = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let max_diff = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    println!(
-        "{what}: max |diff| {max_diff:.3e}, max |ref| {max_ref:.3}, ratio {:.3e}",
-        max_diff / max_ref
-    );
-    assert!(max_ref > 0.0, "{what}: reference is all zeros");
-    assert!(
-        max_diff <= REL_TOL * max_ref,
-        "{what}: max |diff| {max_diff:e} exceeds {REL_TOL} x max |ref| {max_ref}"
-    );
-    max_diff / max_ref
-}
-
-fn check_model(name: &str, model: &ClipModel, refs: &HashMap<String, Tensor>) {
-    let image = model.encode_image(&refs["pixel_values"]).unwrap();
-    let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();
-    check(&format!("{name} image"), &image, &refs["image_features"]);
-    check(&format!("{name} text"), &text, &refs["text_features"]);
-    let (per_image, per_text) = model.logits(&image, &text).unwrap();
-    check(
-        &format!("{name} logits_per_image"),
-        &per_image,
-        &refs["logits_per_image"],
-    );
-    check(
-        &format!("{name} logits_per_text"),
-        &per_text,
-        &refs["logits_per_text"],
-    );
 }
 
 fn load(name: &str, file: &str, kind: ArchiveKind) -> (ClipModel, ModelArch) {

@@ -1,0 +1,72 @@
+//! What the parity tests share: the reference files, the project's tolerance (DESIGN.md: max |diff| <= 1e-4 x
+//! max |reference|) and the features-and-logits comparison every model family goes through.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use clip::model::ClipModel;
+
+pub const REL_TOL: f32 = 1e-4;
+
+/// The tensors of `dir/reference.safetensors`.
+pub fn reference(dir: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap()
+}
+
+/// Reference ids (int64 as torch writes them) as the u32 tensor the model takes.
+pub fn ids(t: &Tensor) -> Tensor {
+    t.to_dtype(DType::U32).unwrap()
+}
+
+/// Asserts `got` matches `want` within the tolerance; prints and returns the relative error (see it with
+/// `--nocapture`).
+pub fn check(what: &str, got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+    let max_ref = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max_diff = got
+        .iter()
+        .zip(&want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!(
+        "{what}: max |diff| {max_diff:.3e}, max |ref| {max_ref:.3}, ratio {:.3e}",
+        max_diff / max_ref
+    );
+    assert!(max_ref > 0.0, "{what}: reference is all zeros");
+    assert!(
+        max_diff <= REL_TOL * max_ref,
+        "{what}: max |diff| {max_diff:e} exceeds {REL_TOL} x max |ref| {max_ref}"
+    );
+    max_diff / max_ref
+}
+
+/// Image features, text features and both logits of `model` against a fixture's reference (keys
+/// `pixel_values`, `input_ids`, `image_features`, `text_features`, `logits_per_image`, `logits_per_text`).
+pub fn check_model(name: &str, model: &ClipModel, refs: &HashMap<String, Tensor>) {
+    let image = model.encode_image(&refs["pixel_values"]).unwrap();
+    let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();
+    check(
+        &format!("{name} image_features"),
+        &image,
+        &refs["image_features"],
+    );
+    check(
+        &format!("{name} text_features"),
+        &text,
+        &refs["text_features"],
+    );
+    let (per_image, per_text) = model.logits(&image, &text).unwrap();
+    check(
+        &format!("{name} logits_per_image"),
+        &per_image,
+        &refs["logits_per_image"],
+    );
+    check(
+        &format!("{name} logits_per_text"),
+        &per_text,
+        &refs["logits_per_text"],
+    );
+}
