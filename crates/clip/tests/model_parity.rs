@@ -62,6 +62,13 @@ fn odd_gelu_pytorch_bin_parity() {
     check_fixture("hf_odd_gelu", &model, &reference(&dir));
 }
 
+#[test]
+fn bf16_safetensors_parity() {
+    let dir = fixture("hf_odd_gelu_bf16");
+    let model = hf::load_hf_model(&dir, &Device::Cpu).unwrap();
+    check_fixture("hf_odd_gelu_bf16", &model, &reference(&dir));
+}
+
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
 
