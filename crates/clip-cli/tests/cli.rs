@@ -444,3 +444,27 @@ fn models_lists_the_nine_openai_models() {
     ]);
     assert_clean_error(&output, 1, "not cached");
 }
+
+#[test]
+fn bf16_dtype_keeps_embeddings_within_the_cosine_bar() {
+    let reference = reference();
+    let model = reference["model"].as_str().unwrap();
+    let images = str_list(&reference["images"]);
+    let mut args = vec![
+        "embed", "--model", model, "--dtype", "bf16", "--json", "--image",
+    ];
+    args.extend(images.iter().map(String::as_str));
+    let output = clip(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = matrix(&serde_json::from_str(&stdout(&output)).unwrap());
+    for (got, want) in rows.iter().zip(matrix(&reference["image_features"])) {
+        let dot: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let norms = got.iter().map(|v| v * v).sum::<f32>().sqrt()
+            * want.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!(dot / norms >= 0.9995, "cosine {}", dot / norms);
+    }
+    let bad = clip(&[
+        "embed", "--model", model, "--dtype", "int4", "--text", "a", "--json",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

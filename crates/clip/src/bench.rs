@@ -42,6 +42,8 @@ pub struct BenchRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     pub model: String,
+    /// "f32" or "bf16".
+    pub dtype: String,
     pub load_seconds: f64,
     pub threads: usize,
     pub rows: Vec<BenchRow>,
@@ -67,6 +69,7 @@ pub fn run(spec: &str, load: &crate::LoadOptions, options: &BenchOptions) -> Res
     }
     Ok(BenchReport {
         model: spec.to_string(),
+        dtype: load.precision.to_string(),
         load_seconds,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         rows,

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod conditioning;
 pub mod error;
 pub mod hub;
+pub mod kernels;
 pub mod loader;
 pub mod model;
 pub mod npy;

@@ -9,7 +9,7 @@ use clip_tokenizer::Tokenizer;
 
 use crate::error::{ClipError, Result};
 use crate::hub::HubOptions;
-use crate::model::ClipModel;
+use crate::model::{ClipModel, Precision};
 use crate::source::{tokenizer_for, LoadedModel, ModelSource};
 
 /// The model `clip` uses when none is named.
@@ -24,6 +24,8 @@ pub struct LoadOptions {
     pub hub: HubOptions,
     /// Tokenizer file or directory overriding the one found with the model.
     pub vocab: Option<PathBuf>,
+    /// The arithmetic to compute with (f32 unless asked otherwise).
+    pub precision: Precision,
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing.
@@ -42,7 +44,8 @@ impl Clip {
     /// `ARCH:TAG` or `ARCH:WEIGHTS`.
     pub fn load(spec: &str, options: &LoadOptions) -> Result<Self> {
         let source = ModelSource::parse(spec)?;
-        let loaded = source.load(&options.hub, &Device::Cpu)?;
+        let mut loaded = source.load(&options.hub, &Device::Cpu)?;
+        loaded.model.set_precision(options.precision)?;
         Self::from_loaded(loaded, options.vocab.as_deref())
     }
 

@@ -16,6 +16,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
     let load = clip::LoadOptions {
         hub: hub_options(global),
         vocab: None,
+        precision: args.model.dtype,
     };
     let options = clip::bench::BenchOptions {
         batches: args.batch.clone(),
@@ -30,8 +31,8 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
     print_line(&format!(
-        "model {}  (load {:.3} s, {} threads)",
-        report.model, report.load_seconds, report.threads
+        "model {} {}  (load {:.3} s, {} threads)",
+        report.model, report.dtype, report.load_seconds, report.threads
     ))?;
     print_line(&format!(
         "{:<6} {:>6} {:>12} {:>12}",

@@ -56,7 +56,7 @@ fn source(args: &ClassifyArgs) -> anyhow::Result<Source> {
 
 pub fn run(global: &GlobalArgs, args: ClassifyArgs) -> anyhow::Result<Outcome> {
     let source = source(&args)?;
-    let clip = load_model(global, &args.model.model, args.vocab.as_deref())?;
+    let clip = load_model(global, &args.model, args.vocab.as_deref())?;
     let mut classifier = match source {
         Source::Saved(path) => load_classifier(&clip, &path)?,
         Source::Build { classes, templates } => {

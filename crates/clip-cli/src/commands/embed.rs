@@ -9,7 +9,7 @@ use crate::report::{input_failed, Outcome};
 use super::{hint_truncate, load_model, print_line, read_lines};
 
 pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<Outcome> {
-    let clip = load_model(global, &args.model.model, args.vocab.as_deref())?;
+    let clip = load_model(global, &args.model, args.vocab.as_deref())?;
     let (mut rows, failed, total) = if !args.image.is_empty() {
         let bar = progress::items(args.image.len(), "embedding", global.quiet);
         let results = clip.encode_image_files(&args.image, |done| bar.set_position(done as u64));

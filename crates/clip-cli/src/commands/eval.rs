@@ -75,7 +75,7 @@ pub fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<Outcome> {
     // Check the prompt inputs before the (slow) model load.
     let class_names = args.classes.as_deref().map(classes_from_spec).transpose()?;
     let templates = templates_from_spec(args.templates.as_deref().unwrap_or("openai"))?;
-    let clip = load_model(global, &args.model.model, args.vocab.as_deref())?;
+    let clip = load_model(global, &args.model, args.vocab.as_deref())?;
     let classifier = match &args.classifier {
         Some(path) => load_classifier(&clip, path)?,
         None => {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::args::{Cli, Command, GlobalArgs};
+use crate::args::{Cli, Command, GlobalArgs, ModelArg};
 use crate::progress::DownloadBar;
 use crate::report::Outcome;
 
@@ -43,14 +43,16 @@ fn hub_options(global: &GlobalArgs) -> clip::hub::HubOptions {
 
 fn load_model(
     global: &GlobalArgs,
-    model: &str,
+    model: &ModelArg,
     vocab: Option<&Path>,
 ) -> anyhow::Result<clip::Clip> {
     let options = clip::LoadOptions {
         hub: hub_options(global),
         vocab: vocab.map(Path::to_path_buf),
+        precision: model.dtype,
     };
-    clip::Clip::load(model, &options).with_context(|| format!("cannot load model {model}"))
+    let name = &model.model;
+    clip::Clip::load(name, &options).with_context(|| format!("cannot load model {name}"))
 }
 
 /// Non-empty lines of a text file (trailing whitespace and `\r` removed).

@@ -41,7 +41,7 @@ pub fn run(global: &GlobalArgs, args: ProbeArgs) -> anyhow::Result<Outcome> {
         ),
         None => None,
     };
-    let clip = load_model(global, &args.model.model, None)?;
+    let clip = load_model(global, &args.model, None)?;
 
     let (train_enc, train_y) = encode(&clip, &train, "encoding training images", global.quiet);
     let options = ProbeOptions {

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor, D};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::{ClipConfig, VisionTowerConfig};
+use crate::model::config::{ClipConfig, Precision, VisionTowerConfig};
 use crate::model::layers::Linear;
 use crate::model::resnet::ModifiedResNet;
 use crate::model::text::TextTransformer;
@@ -21,6 +21,13 @@ pub enum VisionTower {
 }
 
 impl VisionTower {
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        match self {
+            Self::Vit(v) => v.convert_to_bf16(),
+            Self::ResNet(r) => r.convert_to_bf16(),
+        }
+    }
+
     pub fn config(&self) -> VisionTowerConfig {
         match self {
             Self::Vit(v) => VisionTowerConfig::Vit(v.config().clone()),
@@ -74,6 +81,23 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
+    /// Computes with `precision`: `Bf16` rounds every transformer linear layer and projection to bf16 weights
+    /// and bf16-rounded activations with f32 accumulation (AVX512-BF16 where the CPU has it); LayerNorm,
+    /// softmax, attention scores and residuals stay f32. Converting back to f32 is not possible.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        match precision {
+            Precision::F32 => Ok(()),
+            Precision::Bf16 => {
+                self.vision_model.convert_to_bf16()?;
+                if let Some(p) = &mut self.visual_projection {
+                    p.convert_to_bf16()?;
+                }
+                self.text_model.convert_to_bf16()?;
+                self.text_projection.convert_to_bf16()
+            }
+        }
+    }
+
     /// Builds the model from tensors named as in Hugging Face's `CLIPModel` state dict (`vision_model.*`,
     /// `visual_projection.weight`, `text_model.*`, `text_projection.weight`, `logit_scale`) under `w`.
     pub fn load(w: &Weights, config: ClipConfig) -> Result<Self> {

@@ -1,10 +1,13 @@
 //! Transformer building blocks shared by both towers, mirroring transformers' `CLIPAttention`, `CLIPMLP`,
 //! `CLIPEncoderLayer` and `CLIPEncoder` (pre-LayerNorm residual blocks) and PyTorch's `nn.LayerNorm`/`nn.Linear`.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor, D};
 
 use crate::checkpoint::Weights;
 use crate::error::Result;
+use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
 use crate::model::config::Activation;
 
 /// `nn.LayerNorm` over the last dimension.
@@ -39,50 +42,96 @@ impl LayerNorm {
     }
 }
 
-/// `nn.Linear`: `y = x W^T + b` with `W` stored `[out, in]` as PyTorch does.
+/// `nn.Linear`: `y = x W^T + b` with `W` stored `[out, in]` as PyTorch does; f32, or packed bf16 weights
+/// after [`Linear::convert_to_bf16`].
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
+}
+
+#[derive(Debug, Clone)]
+enum LinearWeight {
+    F32(Tensor),
+    /// The bias is kept as a plain vector for the kernel.
+    Bf16 {
+        packed: Arc<PackedBf16>,
+        bias: Option<Vec<f32>>,
+    },
 }
 
 impl Linear {
     /// Reads `weight` `[out, in]` and `bias` `[out]`.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Self {
-            weight: w.take("weight", &[out_dim, in_dim])?,
-            bias: Some(w.take("bias", &[out_dim])?),
-        })
+        Ok(Self::from_parts(
+            w.take("weight", &[out_dim, in_dim])?,
+            Some(w.take("bias", &[out_dim])?),
+        ))
     }
 
     /// Reads only `weight` (CLIP's projections have no bias).
     pub fn load_no_bias(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Self {
-            weight: w.take("weight", &[out_dim, in_dim])?,
-            bias: None,
-        })
+        Ok(Self::from_parts(
+            w.take("weight", &[out_dim, in_dim])?,
+            None,
+        ))
     }
 
     /// Builds a layer from tensors already in hand (`weight` `[out, in]`).
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight: LinearWeight::F32(weight),
+            bias,
+        }
     }
 
     pub fn out_dim(&self) -> usize {
-        self.weight.dims()[0]
+        match &self.weight {
+            LinearWeight::F32(w) => w.dims()[0],
+            LinearWeight::Bf16 { packed, .. } => packed.out_dim(),
+        }
+    }
+
+    /// Rounds the weight to bf16 and packs it for the bf16 kernel (the f32 copy is released).
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        if let LinearWeight::F32(w) = &self.weight {
+            let (out_dim, in_dim) = w.dims2()?;
+            let values = w.flatten_all()?.to_vec1::<f32>()?;
+            let bias = match &self.bias {
+                Some(b) => Some(b.to_vec1::<f32>()?),
+                None => None,
+            };
+            self.weight = LinearWeight::Bf16 {
+                packed: Arc::new(PackedBf16::pack(&values, out_dim, in_dim)),
+                bias,
+            };
+        }
+        Ok(())
     }
 
     /// Applies the layer to the last dimension of `x` as one GEMM over all leading dimensions.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let Some((&in_dim, lead)) = dims.split_last() else {
-            return Ok(x.matmul(&self.weight.t()?)?);
+            return Err(crate::error::ClipError::InvalidInput(
+                "linear layer on a scalar".into(),
+            ));
         };
         let rows = lead.iter().product::<usize>();
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        let y = match &self.weight {
+            LinearWeight::F32(weight) => {
+                let y = x.reshape((rows, in_dim))?.matmul(&weight.t()?)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
+            LinearWeight::Bf16 { packed, bias } => {
+                let input = x.reshape((rows, in_dim))?.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; rows * packed.out_dim()];
+                linear_bf16(&input, rows, packed, bias.as_deref(), &mut out);
+                Tensor::from_vec(out, (rows, packed.out_dim()), x.device())?
+            }
         };
         let mut out_shape = lead.to_vec();
         out_shape.push(self.out_dim());
@@ -131,6 +180,11 @@ impl Mlp {
         }
     }
 
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        self.fc1.convert_to_bf16()?;
+        self.fc2.convert_to_bf16()
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.fc1.forward(x)?;
         let h = activate(&h, self.activation)?;
@@ -148,6 +202,9 @@ pub struct Attention {
     out_proj: Linear,
     heads: usize,
     head_dim: usize,
+    /// `Some(head_dim^-0.5)` when the scale is applied to the scores rather than folded into the q rows (the
+    /// bf16 path rounds the checkpoint's own weights, as bf16 autocast does, not the scaled ones).
+    score_scale: Option<f64>,
 }
 
 impl Attention {
@@ -172,6 +229,7 @@ impl Attention {
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
             heads,
             head_dim,
+            score_scale: None,
         })
     }
 
@@ -202,7 +260,33 @@ impl Attention {
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
             heads,
             head_dim,
+            score_scale: None,
         })
+    }
+
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        if let (LinearWeight::F32(weight), None) = (&self.qkv.weight, self.score_scale) {
+            let scale = (self.head_dim as f64).powf(-0.5);
+            let unscale = |t: &Tensor, width: usize| -> Result<Tensor> {
+                Ok(Tensor::cat(
+                    &[
+                        &t.narrow(0, 0, width)?.affine(1.0 / scale, 0.0)?,
+                        &t.narrow(0, width, 2 * width)?,
+                    ],
+                    0,
+                )?)
+            };
+            let width = self.heads * self.head_dim;
+            let weight = unscale(weight, width)?;
+            let bias = match &self.qkv.bias {
+                Some(b) => Some(unscale(b, width)?),
+                None => None,
+            };
+            self.qkv = Linear::from_parts(weight, bias);
+            self.score_scale = Some(scale);
+        }
+        self.qkv.convert_to_bf16()?;
+        self.out_proj.convert_to_bf16()
     }
 
     /// `x`: `[batch, seq, width]`; `mask`: additive `[seq, seq]` (e.g. [`causal_mask`]) or `None`.
@@ -219,6 +303,10 @@ impl Attention {
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
         let scores = q.matmul(&k.t()?)?;
+        let scores = match self.score_scale {
+            Some(scale) => scores.affine(scale, 0.0)?,
+            None => scores,
+        };
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
@@ -284,6 +372,11 @@ impl EncoderLayer {
         }
     }
 
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        self.self_attn.convert_to_bf16()?;
+        self.mlp.convert_to_bf16()
+    }
+
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self
             .self_attn
@@ -316,6 +409,12 @@ impl Encoder {
 
     pub fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .try_for_each(EncoderLayer::convert_to_bf16)
     }
 
     /// Runs the first `n` layers (all of them when `n` is `None`); intermediate states serve e.g. clip-skip.

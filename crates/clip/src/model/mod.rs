@@ -10,7 +10,8 @@ pub mod vision;
 
 pub use self::clip::{l2_normalize, ClipModel, VisionTower};
 pub use self::config::{
-    Activation, ClipConfig, ModelArch, ResNetConfig, TextConfig, VisionConfig, VisionTowerConfig,
+    Activation, ClipConfig, ModelArch, Precision, ResNetConfig, TextConfig, VisionConfig,
+    VisionTowerConfig,
 };
 pub use self::resnet::ModifiedResNet;
 pub use self::text::TextTransformer;

@@ -126,6 +126,11 @@ struct AttentionPool {
 }
 
 impl AttentionPool {
+    fn convert_to_bf16(&mut self) -> Result<()> {
+        self.qkv.convert_to_bf16()?;
+        self.c_proj.convert_to_bf16()
+    }
+
     fn load(w: &Weights, c: &ResNetConfig) -> Result<Self> {
         let e = c.embed_dim();
         let g = c.grid_size();
@@ -197,6 +202,11 @@ pub struct ModifiedResNet {
 }
 
 impl ModifiedResNet {
+    /// Switches the attention pool's linear layers to bf16; the convolutions stay f32.
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        self.attnpool.convert_to_bf16()
+    }
+
     /// Reads the tower from `w` (normally `visual`).
     pub fn load(w: &Weights, config: &ResNetConfig) -> Result<Self> {
         let c = config;

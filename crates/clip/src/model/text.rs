@@ -23,6 +23,11 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
+    /// Switches the transformer's linear layers to packed bf16 weights (see [`crate::model::Precision`]).
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        self.encoder.convert_to_bf16()
+    }
+
     /// Reads the tower from `w` (normally the `text_model.` prefix).
     pub fn load(w: &Weights, config: &TextConfig) -> Result<Self> {
         let c = config;

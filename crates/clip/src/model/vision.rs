@@ -24,6 +24,11 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
+    /// Switches the transformer's linear layers to packed bf16 weights (see [`crate::model::Precision`]).
+    pub fn convert_to_bf16(&mut self) -> Result<()> {
+        self.encoder.convert_to_bf16()
+    }
+
     /// Reads the tower from `w` (normally the `vision_model.` prefix).
     pub fn load(w: &Weights, config: &VisionConfig) -> Result<Self> {
         let c = config;

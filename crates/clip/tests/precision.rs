@@ -1,0 +1,104 @@
+//! The bf16 path against the reference outputs (computed in f32 by transformers / clip-anytorch / open_clip):
+//! every image and text embedding must keep cosine similarity >= 0.9995 with the reference, and the zero-shot
+//! decisions (argmax of logits_per_image) are reported. The same checks on a full-size random ViT-B/32 run with
+//! `CLIP_FULL_VITB32_DIR=DIR cargo test -p clip --test precision -- --ignored` (scripts/make_full_vitb32.py DIR).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use clip::model::{ClipModel, Precision};
+use common::{ids, reference};
+
+const MIN_COSINE: f32 = 0.9995;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    t.to_vec2::<f32>().unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// Worst cosine over image and text rows, and how many images keep the reference's zero-shot choice.
+fn compare(name: &str, mut model: ClipModel, dir: &Path) -> (f32, usize, usize) {
+    let refs = reference(dir);
+    model.set_precision(Precision::Bf16).unwrap();
+    let image = model.encode_image(&refs["pixel_values"]).unwrap();
+    let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();
+    let mut worst = 1f32;
+    for (got, want) in [(&image, "image_features"), (&text, "text_features")] {
+        let tower_worst = rows(got)
+            .iter()
+            .zip(rows(&refs[want]))
+            .fold(1f32, |m, (g, w)| m.min(cosine(g, &w)));
+        println!("{name} bf16 {want}: min cosine {tower_worst:.6}");
+        worst = worst.min(tower_worst);
+    }
+    let (per_image, _) = model.logits(&image, &text).unwrap();
+    let agree = rows(&per_image)
+        .iter()
+        .zip(rows(&refs["logits_per_image"]))
+        .filter(|(g, w)| argmax(g) == argmax(w))
+        .count();
+    let total = rows(&per_image).len();
+    println!("{name} bf16: min cosine {worst:.6}, zero-shot argmax agreement {agree}/{total}");
+    assert!(worst >= MIN_COSINE, "{name}: cosine {worst} < {MIN_COSINE}");
+    (worst, agree, total)
+}
+
+#[test]
+fn bf16_embeddings_stay_within_the_cosine_bar() {
+    let dev = Device::Cpu;
+    let hf = |name: &str| {
+        let dir = fixtures().join("models").join(name);
+        (
+            clip::checkpoint::hf::load_hf_model(&dir, &dev).unwrap(),
+            dir,
+        )
+    };
+    for name in ["hf_tiny_quickgelu", "hf_odd_gelu"] {
+        let (model, dir) = hf(name);
+        compare(name, model, &dir);
+    }
+    for name in ["rn", "vit"] {
+        let dir = fixtures().join("openai").join(name);
+        let ckpt = clip::checkpoint::openai::load_openai_file(&dir.join("model.pt"), &dev).unwrap();
+        compare(&format!("openai {name}"), ckpt.model, &dir);
+    }
+    let dir = fixtures().join("open_clip/vit_gelu");
+    let ckpt = clip::checkpoint::open_clip::load_open_clip_dir(&dir, &dev).unwrap();
+    compare("open_clip vit_gelu", ckpt.model, &dir);
+}
+
+#[test]
+#[ignore = "needs a full-size checkpoint from scripts/make_full_vitb32.py"]
+fn bf16_full_size_vit_b32() {
+    let Ok(dir) = std::env::var("CLIP_FULL_VITB32_DIR") else {
+        panic!("set CLIP_FULL_VITB32_DIR to the output of scripts/make_full_vitb32.py");
+    };
+    let dir = PathBuf::from(dir);
+    let model = clip::checkpoint::hf::load_hf_model(&dir, &Device::Cpu).unwrap();
+    compare("full ViT-B/32", model, &dir);
+}
