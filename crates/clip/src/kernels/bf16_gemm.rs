@@ -138,6 +138,26 @@ pub fn linear_bf16(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, ou
                     let b = &w.panel(panel)[kb * NR..(kb + kc) * NR];
                     for mr in (mb..mb + mc).step_by(MR) {
                         let rows = MR.min(m - mr);
+                        let cols = NR.min(n - panel * NR);
+                        if use_simd && rows == MR && cols == NR {
+                            // Full tile: accumulate straight into the output rows.
+                            let bias = bias.map(|b| b[panel * NR..].as_ptr());
+                            // SAFETY: the CPU has AVX512-BF16; rows mr..mr+MR < m and columns
+                            // panel*NR..+NR < n exist in `out` and belong to this thread only.
+                            unsafe {
+                                simd::tile_into(
+                                    &a[mr * w.pairs + kb..],
+                                    w.pairs,
+                                    b,
+                                    kc,
+                                    out.0.add(mr * n + panel * NR),
+                                    n,
+                                    kb == 0,
+                                    bias,
+                                )
+                            };
+                            continue;
+                        }
                         let mut tile = [[0f32; NR]; MR];
                         if use_simd {
                             // SAFETY: `simd_available` checked the CPU; `a` rows mr..mr+MR exist (padded).
@@ -147,7 +167,6 @@ pub fn linear_bf16(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, ou
                         } else {
                             portable_tile(&a[mr * w.pairs + kb..], w.pairs, b, kc, &mut tile);
                         }
-                        let cols = NR.min(n - panel * NR);
                         for (r, tile_row) in tile.iter().enumerate().take(rows) {
                             let row = mr + r;
                             // SAFETY: row < m and the columns panel*NR..+cols < n belong to this thread only.
@@ -261,6 +280,54 @@ mod simd {
         }
     }
 
+    /// [`tile`] written into `out` (row stride `ld`): `out = acc + bias` on the first block of `k`, else
+    /// `out += acc`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn tile_into(
+        a: &[u32],
+        a_stride: usize,
+        b: &[u32],
+        kc: usize,
+        out: *mut f32,
+        ld: usize,
+        first: bool,
+        bias: Option<*const f32>,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let bp = b.as_ptr();
+        let ap = a.as_ptr();
+        for p in 0..kc {
+            let b0 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                bp.add(p * NR) as *const _
+            ));
+            let b1 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                bp.add(p * NR + 16) as *const _,
+            ));
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let x = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
+                    *ap.add(r * a_stride + p) as i32,
+                ));
+                acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, b0);
+                acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, b1);
+            }
+        }
+        let (base0, base1) = match (first, bias) {
+            (true, Some(bias)) => (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16))),
+            _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        for (r, acc_row) in acc.iter().enumerate() {
+            let row = out.add(r * ld);
+            let (c0, c1) = if first {
+                (base0, base1)
+            } else {
+                (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16)))
+            };
+            _mm512_storeu_ps(row, _mm512_add_ps(c0, acc_row[0]));
+            _mm512_storeu_ps(row.add(16), _mm512_add_ps(c1, acc_row[1]));
+        }
+    }
+
     /// Rounds `src` to bf16 pairs (round to nearest even) 32 values at a time; returns how many pairs it wrote.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn pack_pairs(src: &[f32], dst: &mut [u32]) -> usize {
@@ -284,6 +351,19 @@ mod simd {
     use super::{MR, NR};
     pub(super) unsafe fn pack_pairs(_src: &[f32], _dst: &mut [u32]) -> usize {
         0
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_into(
+        _a: &[u32],
+        _a_stride: usize,
+        _b: &[u32],
+        _kc: usize,
+        _out: *mut f32,
+        _ld: usize,
+        _first: bool,
+        _bias: Option<*const f32>,
+    ) {
+        unreachable!("simd_available() is false off x86_64")
     }
     pub(super) unsafe fn tile(
         a: &[u32],

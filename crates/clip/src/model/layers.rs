@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::checkpoint::Weights;
 use crate::error::Result;
@@ -142,11 +142,32 @@ impl Linear {
 /// Applies `act` element-wise.
 pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
+        Activation::QuickGelu if x.dtype() == DType::F32 && x.device().is_cpu() => {
+            quick_gelu_f32(x)?
+        }
         Activation::QuickGelu => (x * candle_nn::ops::sigmoid(&x.affine(1.702, 0.0)?)?)?,
         Activation::Gelu => x.gelu_erf()?,
         // candle's `gelu` is the tanh approximation.
         Activation::GeluTanh => x.gelu()?,
     })
+}
+
+/// QuickGELU `x * sigmoid(1.702 x)` = `x / (1 + exp(-1.702 x))` in one pass over the values, split across the
+/// cores (candle's three separate ops each read and write the whole activation, single-threaded for sigmoid).
+fn quick_gelu_f32(x: &Tensor) -> Result<Tensor> {
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = values.len().div_ceil(threads).max(1 << 14);
+    std::thread::scope(|scope| {
+        for part in values.chunks_mut(chunk) {
+            scope.spawn(move || {
+                for v in part {
+                    *v /= 1.0 + (-1.702 * *v).exp();
+                }
+            });
+        }
+    });
+    Ok(Tensor::from_vec(values, x.shape(), x.device())?)
 }
 
 /// `CLIPMLP`: fc1 -> activation -> fc2.
