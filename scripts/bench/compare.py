@@ -5,7 +5,8 @@ Usage (a full-size random checkpoint, never committed):
     cargo build --release -p clip-cli
     python scripts/bench/compare.py /tmp/vitb32 [--batch 1,8,32] [--iters 5] [--onnx]
 
-Prints images/s and texts/s per batch size for each engine and the ratio clip / PyTorch. Both engines use all
+Prints images/s and texts/s per batch size for PyTorch f32, clip f32 and clip bf16, with each clip / PyTorch
+ratio (batch-1 latency ratio is the inverse of the batch-1 throughput ratio). Both engines use all
 cores (torch.set_num_threads(os.cpu_count())). Time benchmarks only on an otherwise idle machine.
 """
 import argparse
@@ -80,10 +81,10 @@ def onnx_rows(model_dir, batches, iters):
     return rows
 
 
-def clip_rows(model_dir, batches, iters):
+def clip_rows(model_dir, batches, iters, dtype="f32"):
     binary = os.path.join(ROOT, "target", "release", "clip")
     out = subprocess.run([binary, "bench", "--model", model_dir, "--batch", ",".join(map(str, batches)),
-                          "--iters", str(iters), "--json"], check=True, capture_output=True, text=True)
+                          "--iters", str(iters), "--dtype", dtype, "--json"], check=True, capture_output=True, text=True)
     report = json.loads(out.stdout)
     return [(r["tower"], r["batch"], r["seconds"]) for r in report["rows"]], report
 
@@ -98,14 +99,17 @@ def main():
     batches = [int(b) for b in args.batch.split(",")]
 
     ours, report = clip_rows(args.model_dir, batches, args.iters)
+    bf16 = {(t, b): s for t, b, s in clip_rows(args.model_dir, batches, args.iters, "bf16")[0]}
     theirs = {(t, b): s for t, b, s in torch_rows(args.model_dir, batches, args.iters)}
     ort_times = {(t, b): s for t, b, s in onnx_rows(args.model_dir, batches, args.iters)} if args.onnx else {}
     print(f"machine: {os.cpu_count()} cores; torch {torch.__version__}; clip load {report['load_seconds']:.3f} s; "
           f"clip peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB")
-    print(f"{'tower':<6}{'batch':>6}{'clip items/s':>14}{'torch items/s':>15}{'ratio':>8}" + ("{:>13}".format("ort items/s") if ort_times else ""))
+    print(f"{'tower':<6}{'batch':>6}{'torch f32/s':>13}{'clip f32/s':>12}{'ratio':>7}{'clip bf16/s':>13}{'ratio':>7}"
+          + ("{:>13}".format("ort items/s") if ort_times else ""))
     for tower, b, s in ours:
         t = theirs[(tower, b)]
-        line = f"{tower:<6}{b:>6}{b / s:>14.2f}{b / t:>15.2f}{t / s:>8.2f}"
+        h = bf16[(tower, b)]
+        line = f"{tower:<6}{b:>6}{b / t:>13.2f}{b / s:>12.2f}{t / s:>7.2f}{b / h:>13.2f}{t / h:>7.2f}"
         if (tower, b) in ort_times:
             line += f"{b / ort_times[(tower, b)]:>13.2f}"
         print(line)
