@@ -18,6 +18,7 @@ mod clean;
 mod error;
 mod ftfy;
 mod generated;
+mod hf_normalize;
 mod html_unescape;
 mod nfc;
 mod pretokenize;
@@ -29,4 +30,5 @@ mod vocab_files;
 
 pub use clean::clean_text;
 pub use error::TokenizerError;
+pub use hf_normalize::{hf_normalize, TextCleaning};
 pub use tokenizer::{Tokenizer, DEFAULT_CONTEXT_LENGTH};

@@ -60,12 +60,17 @@ fn caseless_eq(p: u8, c: char) -> bool {
     }
 }
 
-/// Byte length of the match of the literal `lit` at the start of `s`.
-fn match_literal(s: &str, lit: &str) -> Option<usize> {
+/// Byte length of the match of the literal `lit` at the start of `s` (case-insensitively when `caseless`).
+fn match_literal(s: &str, lit: &str, caseless: bool) -> Option<usize> {
     let mut chars = s.char_indices();
     for p in lit.bytes() {
         let (_, c) = chars.next()?;
-        if !caseless_eq(p, c) {
+        let equal = if caseless {
+            caseless_eq(p, c)
+        } else {
+            c as u32 == p as u32
+        };
+        if !equal {
             return None;
         }
     }
@@ -86,13 +91,38 @@ const LITERALS: [&str; 9] = [
 
 /// The words of `text` in order, as `re.findall` returns them.
 pub(crate) fn split_words(text: &str) -> Words<'_> {
-    Words { text, pos: 0 }
+    Words {
+        text,
+        pos: 0,
+        caseless: true,
+    }
+}
+
+/// The same pattern matched case-sensitively, as Hugging Face's `tokenizers` Split pre-tokenizer does: the
+/// literals take only themselves, and U+0345 is an ordinary mark (`[^\s\p{L}\p{N}]`).
+pub(crate) fn split_words_exact(text: &str) -> Words<'_> {
+    Words {
+        text,
+        pos: 0,
+        caseless: false,
+    }
 }
 
 /// Iterator over the words of a cleaned text.
 pub(crate) struct Words<'a> {
     text: &'a str,
     pos: usize,
+    caseless: bool,
+}
+
+impl Words<'_> {
+    fn class(&self, c: char) -> Class {
+        if !self.caseless && c == '\u{345}' {
+            Class::Other
+        } else {
+            class_of(c)
+        }
+    }
 }
 
 impl<'a> Iterator for Words<'a> {
@@ -104,12 +134,16 @@ impl<'a> Iterator for Words<'a> {
             let c = rest.chars().next()?;
             let start = self.pos;
             if c == '<' || c == '\'' {
-                if let Some(len) = LITERALS.iter().find_map(|lit| match_literal(rest, lit)) {
+                let caseless = self.caseless;
+                if let Some(len) = LITERALS
+                    .iter()
+                    .find_map(|lit| match_literal(rest, lit, caseless))
+                {
                     self.pos += len;
                     return Some(&self.text[start..self.pos]);
                 }
             }
-            let class = class_of(c);
+            let class = self.class(c);
             match class {
                 Class::Skip => {
                     self.pos += c.len_utf8();
@@ -119,7 +153,7 @@ impl<'a> Iterator for Words<'a> {
                 Class::Letter | Class::Other => {
                     let len = rest
                         .char_indices()
-                        .find(|&(_, d)| class_of(d) != class)
+                        .find(|&(_, d)| self.class(d) != class)
                         .map_or(rest.len(), |(i, _)| i);
                     self.pos += len;
                 }

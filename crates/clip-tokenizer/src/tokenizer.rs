@@ -8,7 +8,8 @@ use crate::bpe::Bpe;
 use crate::bytes_unicode::char_to_byte;
 use crate::clean::clean_text;
 use crate::error::{preview, TokenizerError};
-use crate::pretokenize::split_words;
+use crate::hf_normalize::{hf_normalize, TextCleaning};
+use crate::pretokenize::{split_words, split_words_exact};
 use crate::vocab_files::{
     parse_bpe_gz, parse_tokenizer_json, parse_vocab_merges, read_bytes, VocabFiles,
 };
@@ -28,6 +29,7 @@ const PREVIEW_CHARS: usize = 40;
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: Arc<Inner>,
+    cleaning: TextCleaning,
 }
 
 struct Inner {
@@ -196,20 +198,57 @@ impl Tokenizer {
                 sot,
                 eot,
             }),
+            cleaning: TextCleaning::OpenAi,
         })
+    }
+
+    /// The same vocabulary with another text cleaning (OpenAI's by default).
+    pub fn with_cleaning(mut self, cleaning: TextCleaning) -> Tokenizer {
+        self.cleaning = cleaning;
+        self
+    }
+
+    pub fn cleaning(&self) -> TextCleaning {
+        self.cleaning
     }
 
     /// Cleans `text` and encodes it to BPE ids, without start and end tokens
     /// (`SimpleTokenizer.encode`).
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let clean = clean_text(text);
-        let mut ids = Vec::with_capacity(clean.len() / 3 + 1);
-        for word in split_words(&clean) {
-            // Python finds these two in its BPE cache, so they are never split.
-            match word {
-                SOT => ids.push(self.inner.sot),
-                EOT => ids.push(self.inner.eot),
-                _ => self.inner.bpe.encode_word(word.as_bytes(), &mut ids),
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        match self.cleaning {
+            TextCleaning::OpenAi => {
+                for word in split_words(&clean_text(text)) {
+                    // Python finds these two in its BPE cache, so they are never split.
+                    match word {
+                        SOT => ids.push(self.inner.sot),
+                        EOT => ids.push(self.inner.eot),
+                        _ => self.inner.bpe.encode_word(word.as_bytes(), &mut ids),
+                    }
+                }
+            }
+            TextCleaning::HuggingFace => {
+                // `tokenizers` takes the special tokens out of the raw text first (exact matches only); the
+                // pieces between are normalised and split, and a special token's spelling inside them is BPE'd
+                // like any word.
+                let mut rest = text;
+                loop {
+                    let next = [(SOT, self.inner.sot), (EOT, self.inner.eot)]
+                        .into_iter()
+                        .filter_map(|(s, id)| rest.find(s).map(|at| (at, s.len(), id)))
+                        .min();
+                    let end = next.map_or(rest.len(), |(at, _, _)| at);
+                    for word in split_words_exact(&hf_normalize(&rest[..end])) {
+                        self.inner.bpe.encode_word(word.as_bytes(), &mut ids);
+                    }
+                    match next {
+                        Some((at, len, id)) => {
+                            ids.push(id);
+                            rest = &rest[at + len..];
+                        }
+                        None => break,
+                    }
+                }
             }
         }
         ids

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_tokenizer::Tokenizer;
+use clip_tokenizer::{TextCleaning, Tokenizer};
 use serde_json::Value;
 
 use crate::checkpoint::store::one_line;
@@ -61,11 +61,14 @@ impl PromptTokenizer {
     /// vocabulary). The pad token and maximum length come from the directory's `tokenizer_config.json` /
     /// `special_tokens_map.json`, else `default_pad` and `context_length`.
     pub fn load(dir: Option<&Path>, default_pad: PadToken, context_length: usize) -> Result<Self> {
+        // diffusers tokenizes prompts with transformers' CLIPTokenizer: its normalisation (NFC, whitespace,
+        // lowercase), not clip.tokenize's ftfy + HTML unescaping.
         let tokenizer = match dir {
             Some(d) if d.is_dir() => Tokenizer::from_model_dir(d)?,
             _ => None,
         }
-        .unwrap_or_else(Tokenizer::openai);
+        .unwrap_or_else(Tokenizer::openai)
+        .with_cleaning(TextCleaning::HuggingFace);
         let settings = match dir {
             Some(d) => TokenizerSettings::read(d)?,
             None => TokenizerSettings::default(),
