@@ -1,42 +1,17 @@
 //! The `clip` binary end to end on a committed fixture model, against references computed by the Python
 //! originals (scripts/fixtures/gen_cli.py: clip-anytorch preprocessing and tokenizer, transformers CLIPModel).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{clip, root, stderr, stdout};
+
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn reference() -> Value {
     let text = std::fs::read_to_string(root().join("fixtures/cli/reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-/// Runs `clip` from the repository root, offline, with an empty cache so nothing outside the repo is used.
-fn clip(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join(format!("clip-cli-test-cache-{}", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_clip"))
-        .args(args)
-        .current_dir(root())
-        .env("HF_HUB_CACHE", &cache)
-        .env("CLIP_CACHE_DIR", &cache)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
 }
 
 fn floats(value: &Value) -> Vec<f32> {

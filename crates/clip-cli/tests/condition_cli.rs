@@ -1,27 +1,13 @@
 //! `clip condition` end to end: the file it writes holds what diffusers' `encode_prompt` returns for the same
 //! prompts (references from scripts/fixtures/gen_conditioning.py, diffusers 0.42.1), in the documented order.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{clip, root};
+
+use std::path::PathBuf;
 
 use safetensors::SafeTensors;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn clip(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clip"))
-        .args(args)
-        .current_dir(root())
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
-}
 
 fn case(preset: &str, i: usize) -> Value {
     let text = std::fs::read_to_string(root().join("fixtures/conditioning/cases.json")).unwrap();

@@ -2,47 +2,23 @@
 //! end to end on the fixture model and dataset, against scripts/fixtures/gen_zeroshot.py's references
 //! (open_clip's `build_zero_shot_classifier`, clip-anytorch preprocessing, scikit-learn's LogisticRegression).
 
+mod common;
+use common::{clip, root, stderr, stdout};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 const MODEL: &str = "fixtures/models/hf_tiny_quickgelu";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn reference() -> Value {
     let text = std::fs::read_to_string(root().join("fixtures/zeroshot/reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-/// Runs `clip` from the repository root, offline, with an empty cache so nothing outside the repo is used.
-fn clip(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join(format!("clip-eval-test-cache-{}", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_clip"))
-        .args(args)
-        .current_dir(root())
-        .env("HF_HUB_CACHE", &cache)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
-}
-
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("clip-eval-test-{}-{name}", std::process::id()))
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
 }
 
 fn json(output: &Output) -> Value {
