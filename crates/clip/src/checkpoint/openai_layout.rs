@@ -228,7 +228,7 @@ pub fn load_text_transformer(
 
 /// A `[in, out]` matrix used as `x @ P` (OpenAI's `proj` / `text_projection`) as a bias-free [`Linear`].
 pub fn projection_linear(p: &Tensor) -> Result<Linear> {
-    Ok(Linear::from_parts(p.t()?.contiguous()?, None))
+    Linear::from_parts(p.t()?.contiguous()?, None)
 }
 
 /// Reads OpenAI's `VisionTransformer` (`conv1`, `class_embedding`, `positional_embedding`, `ln_pre`,

@@ -21,10 +21,10 @@ pub enum VisionTower {
 }
 
 impl VisionTower {
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         match self {
-            Self::Vit(v) => v.convert_to_bf16(),
-            Self::ResNet(r) => r.convert_to_bf16(),
+            Self::Vit(v) => v.set_precision(precision),
+            Self::ResNet(r) => r.set_precision(precision),
         }
     }
 
@@ -82,20 +82,17 @@ pub struct ClipModel {
 
 impl ClipModel {
     /// Computes with `precision`: `Bf16` rounds every transformer linear layer and projection to bf16 weights
-    /// and bf16-rounded activations with f32 accumulation (AVX512-BF16 where the CPU has it); LayerNorm,
-    /// softmax, attention scores and residuals stay f32. Converting back to f32 is not possible.
+    /// and bf16-rounded activations with f32 accumulation (AVX512-BF16 where the CPU has it); `Int8` quantises
+    /// their weights per output channel and their inputs per row at run time, with i32 accumulation
+    /// (AVX512-VNNI where present). LayerNorm, softmax, attention scores, convolutions and residuals stay f32.
+    /// Call it once on a freshly loaded model: going back to f32 does not restore the rounded weights.
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        match precision {
-            Precision::F32 => Ok(()),
-            Precision::Bf16 => {
-                self.vision_model.convert_to_bf16()?;
-                if let Some(p) = &mut self.visual_projection {
-                    p.convert_to_bf16()?;
-                }
-                self.text_model.convert_to_bf16()?;
-                self.text_projection.convert_to_bf16()
-            }
+        self.vision_model.set_precision(precision)?;
+        if let Some(p) = &mut self.visual_projection {
+            p.set_precision(precision)?;
         }
+        self.text_model.set_precision(precision)?;
+        self.text_projection.set_precision(precision)
     }
 
     /// Builds the model from tensors named as in Hugging Face's `CLIPModel` state dict (`vision_model.*`,

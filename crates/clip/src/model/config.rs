@@ -246,6 +246,9 @@ pub enum Precision {
     F32,
     /// bf16 weights and activations in the linear layers, f32 accumulation and everything else f32.
     Bf16,
+    /// int8 weights (per output channel) and dynamically quantised u8 activations (per row) in the linear
+    /// layers, i32 accumulation and everything else f32.
+    Int8,
 }
 
 impl std::str::FromStr for Precision {
@@ -255,7 +258,10 @@ impl std::str::FromStr for Precision {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "fp32" | "float32" => Ok(Self::F32),
             "bf16" | "bfloat16" => Ok(Self::Bf16),
-            other => Err(format!("unknown dtype {other:?}: expected f32 or bf16")),
+            "int8" | "i8" | "qint8" => Ok(Self::Int8),
+            other => Err(format!(
+                "unknown dtype {other:?}: expected f32, bf16 or int8"
+            )),
         }
     }
 }
@@ -265,6 +271,7 @@ impl std::fmt::Display for Precision {
         f.write_str(match self {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
         })
     }
 }

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Storage, Tensor, D};
 
 use crate::checkpoint::Weights;
-use crate::error::Result;
+use crate::error::{ClipError, Result};
 use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
-use crate::model::config::Activation;
+use crate::kernels::f32_gemm::{linear_f32, PackedF32};
+use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
+use crate::model::config::{Activation, Precision};
 
 /// `nn.LayerNorm` over the last dimension.
 #[derive(Debug, Clone)]
@@ -42,70 +44,103 @@ impl LayerNorm {
     }
 }
 
-/// `nn.Linear`: `y = x W^T + b` with `W` stored `[out, in]` as PyTorch does; f32, or packed bf16 weights
-/// after [`Linear::convert_to_bf16`].
+/// `nn.Linear`: `y = x W^T + b` with `W` stored `[out, in]` as PyTorch does. The weight is packed once for the
+/// GEMM kernels of the model's [`Precision`] (f32 as loaded; bf16 or int8 after [`Linear::set_precision`]).
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: LinearWeight,
-    bias: Option<Tensor>,
+    bias: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone)]
 enum LinearWeight {
-    F32(Tensor),
-    /// The bias is kept as a plain vector for the kernel.
-    Bf16 {
-        packed: Arc<PackedBf16>,
-        bias: Option<Vec<f32>>,
-    },
+    F32(Arc<PackedF32>),
+    Bf16(Arc<PackedBf16>),
+    Int8(Arc<PackedInt8>),
 }
 
 impl Linear {
     /// Reads `weight` `[out, in]` and `bias` `[out]`.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Self::from_parts(
+        Self::from_parts(
             w.take("weight", &[out_dim, in_dim])?,
             Some(w.take("bias", &[out_dim])?),
-        ))
+        )
     }
 
     /// Reads only `weight` (CLIP's projections have no bias).
     pub fn load_no_bias(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Self::from_parts(
-            w.take("weight", &[out_dim, in_dim])?,
-            None,
-        ))
+        Self::from_parts(w.take("weight", &[out_dim, in_dim])?, None)
     }
 
-    /// Builds a layer from tensors already in hand (`weight` `[out, in]`).
-    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
+    /// Builds a layer from tensors already in hand (`weight` `[out, in]`, `bias` `[out]`).
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let values = weight
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let bias = match bias {
+            Some(b) => Some(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        Ok(Self::from_values(&values, out_dim, in_dim, bias))
+    }
+
+    fn from_values(values: &[f32], out_dim: usize, in_dim: usize, bias: Option<Vec<f32>>) -> Self {
         Self {
-            weight: LinearWeight::F32(weight),
+            weight: LinearWeight::F32(Arc::new(PackedF32::pack(values, out_dim, in_dim))),
             bias,
         }
     }
 
     pub fn out_dim(&self) -> usize {
         match &self.weight {
-            LinearWeight::F32(w) => w.dims()[0],
-            LinearWeight::Bf16 { packed, .. } => packed.out_dim(),
+            LinearWeight::F32(w) => w.out_dim(),
+            LinearWeight::Bf16(w) => w.out_dim(),
+            LinearWeight::Int8(w) => w.out_dim(),
         }
     }
 
-    /// Rounds the weight to bf16 and packs it for the bf16 kernel (the f32 copy is released).
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        if let LinearWeight::F32(w) = &self.weight {
-            let (out_dim, in_dim) = w.dims2()?;
-            let values = w.flatten_all()?.to_vec1::<f32>()?;
-            let bias = match &self.bias {
-                Some(b) => Some(b.to_vec1::<f32>()?),
-                None => None,
-            };
-            self.weight = LinearWeight::Bf16 {
-                packed: Arc::new(PackedBf16::pack(&values, out_dim, in_dim)),
-                bias,
-            };
+    pub fn in_dim(&self) -> usize {
+        match &self.weight {
+            LinearWeight::F32(w) => w.in_dim(),
+            LinearWeight::Bf16(w) => w.in_dim(),
+            LinearWeight::Int8(w) => w.in_dim(),
         }
+    }
+
+    /// The weight `[out, in]` row-major as the kernel sees it (rounded or dequantised after a conversion).
+    pub fn weight_values(&self) -> Vec<f32> {
+        match &self.weight {
+            LinearWeight::F32(w) => w.unpack(),
+            LinearWeight::Bf16(w) => w.unpack(),
+            LinearWeight::Int8(w) => w.unpack(),
+        }
+    }
+
+    pub fn bias_values(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// Re-packs the weight for `precision`'s kernel: bf16 rounds it, int8 quantises it per output channel
+    /// (meant to be called once, on f32 weights).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        let (n, k) = (self.out_dim(), self.in_dim());
+        self.weight = match (precision, &self.weight) {
+            (Precision::F32, LinearWeight::F32(_))
+            | (Precision::Bf16, LinearWeight::Bf16(_))
+            | (Precision::Int8, LinearWeight::Int8(_)) => return Ok(()),
+            (Precision::F32, _) => {
+                LinearWeight::F32(Arc::new(PackedF32::pack(&self.weight_values(), n, k)))
+            }
+            (Precision::Bf16, _) => {
+                LinearWeight::Bf16(Arc::new(PackedBf16::pack(&self.weight_values(), n, k)))
+            }
+            (Precision::Int8, _) => {
+                LinearWeight::Int8(Arc::new(PackedInt8::pack(&self.weight_values(), n, k)))
+            }
+        };
         Ok(())
     }
 
@@ -113,30 +148,44 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let Some((&in_dim, lead)) = dims.split_last() else {
-            return Err(crate::error::ClipError::InvalidInput(
-                "linear layer on a scalar".into(),
-            ));
+            return Err(ClipError::InvalidInput("linear layer on a scalar".into()));
         };
+        if in_dim != self.in_dim() {
+            return Err(ClipError::InvalidInput(format!(
+                "linear layer expects {} input features, got {in_dim}",
+                self.in_dim()
+            )));
+        }
         let rows = lead.iter().product::<usize>();
-        let y = match &self.weight {
-            LinearWeight::F32(weight) => {
-                let y = x.reshape((rows, in_dim))?.matmul(&weight.t()?)?;
-                match &self.bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                }
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        let mut out = vec![0f32; rows * self.out_dim()];
+        with_f32_values(&x, |input| {
+            let bias = self.bias.as_deref();
+            match &self.weight {
+                LinearWeight::F32(w) => linear_f32(input, rows, w, bias, &mut out),
+                LinearWeight::Bf16(w) => linear_bf16(input, rows, w, bias, &mut out),
+                LinearWeight::Int8(w) => linear_int8(input, rows, w, bias, &mut out),
             }
-            LinearWeight::Bf16 { packed, bias } => {
-                let input = x.reshape((rows, in_dim))?.flatten_all()?.to_vec1::<f32>()?;
-                let mut out = vec![0f32; rows * packed.out_dim()];
-                linear_bf16(&input, rows, packed, bias.as_deref(), &mut out);
-                Tensor::from_vec(out, (rows, packed.out_dim()), x.device())?
-            }
-        };
+        })?;
         let mut out_shape = lead.to_vec();
         out_shape.push(self.out_dim());
-        Ok(y.reshape(out_shape)?)
+        Ok(Tensor::from_vec(out, out_shape, x.device())?)
     }
+}
+
+/// Calls `f` with the values of a contiguous f32 CPU tensor, without copying them out.
+fn with_f32_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(ClipError::InvalidInput(
+            "the CPU kernels need tensors on the CPU".into(),
+        ));
+    };
+    let values = cpu.as_slice::<f32>()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(ClipError::InvalidInput("non-contiguous tensor".into()));
+    };
+    Ok(f(&values[start..end]))
 }
 
 /// Applies `act` element-wise.
@@ -201,9 +250,9 @@ impl Mlp {
         }
     }
 
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        self.fc1.convert_to_bf16()?;
-        self.fc2.convert_to_bf16()
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.fc1.set_precision(precision)?;
+        self.fc2.set_precision(precision)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -246,7 +295,7 @@ impl Attention {
         let weight = Tensor::cat(&[&qw.affine(scale, 0.0)?, &kw, &vw], 0)?;
         let bias = Tensor::cat(&[&qb.affine(scale, 0.0)?, &kb, &vb], 0)?;
         Ok(Self {
-            qkv: Linear::from_parts(weight, Some(bias)),
+            qkv: Linear::from_parts(weight, Some(bias))?,
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
             heads,
             head_dim,
@@ -277,7 +326,7 @@ impl Attention {
             0,
         )?;
         Ok(Self {
-            qkv: Linear::from_parts(weight, Some(bias)),
+            qkv: Linear::from_parts(weight, Some(bias))?,
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
             heads,
             head_dim,
@@ -285,29 +334,27 @@ impl Attention {
         })
     }
 
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        if let (LinearWeight::F32(weight), None) = (&self.qkv.weight, self.score_scale) {
-            let scale = (self.head_dim as f64).powf(-0.5);
-            let unscale = |t: &Tensor, width: usize| -> Result<Tensor> {
-                Ok(Tensor::cat(
-                    &[
-                        &t.narrow(0, 0, width)?.affine(1.0 / scale, 0.0)?,
-                        &t.narrow(0, width, 2 * width)?,
-                    ],
-                    0,
-                )?)
-            };
+    /// Re-packs the projections for `precision`. bf16 rounds the checkpoint's own q rows, as bf16 autocast
+    /// does, so the folded `head_dim^-0.5` is taken back out of them and applied to the scores instead.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        if precision == Precision::Bf16 && self.score_scale.is_none() {
+            let scale = (self.head_dim as f32).powf(-0.5);
             let width = self.heads * self.head_dim;
-            let weight = unscale(weight, width)?;
-            let bias = match &self.qkv.bias {
-                Some(b) => Some(unscale(b, width)?),
-                None => None,
-            };
-            self.qkv = Linear::from_parts(weight, bias);
-            self.score_scale = Some(scale);
+            let mut weight = self.qkv.weight_values();
+            let mut bias = self.qkv.bias_values().map(<[f32]>::to_vec);
+            for v in &mut weight[..width * width] {
+                *v /= scale;
+            }
+            if let Some(b) = &mut bias {
+                for v in &mut b[..width] {
+                    *v /= scale;
+                }
+            }
+            self.qkv = Linear::from_values(&weight, 3 * width, width, bias);
+            self.score_scale = Some(f64::from(scale));
         }
-        self.qkv.convert_to_bf16()?;
-        self.out_proj.convert_to_bf16()
+        self.qkv.set_precision(precision)?;
+        self.out_proj.set_precision(precision)
     }
 
     /// `x`: `[batch, seq, width]`; `mask`: additive `[seq, seq]` (e.g. [`causal_mask`]) or `None`.
@@ -393,9 +440,9 @@ impl EncoderLayer {
         }
     }
 
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        self.self_attn.convert_to_bf16()?;
-        self.mlp.convert_to_bf16()
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.self_attn.set_precision(precision)?;
+        self.mlp.set_precision(precision)
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
@@ -432,10 +479,10 @@ impl Encoder {
         self.layers.len()
     }
 
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         self.layers
             .iter_mut()
-            .try_for_each(EncoderLayer::convert_to_bf16)
+            .try_for_each(|layer| layer.set_precision(precision))
     }
 
     /// Runs the first `n` layers (all of them when `n` is `None`); intermediate states serve e.g. clip-skip.

@@ -12,7 +12,7 @@ use candle_core::{Tensor, D};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::ResNetConfig;
+use crate::model::config::{Precision, ResNetConfig};
 use crate::model::layers::Linear;
 
 /// PyTorch `nn.BatchNorm2d`'s default epsilon, used by every CLIP ResNet.
@@ -126,9 +126,9 @@ struct AttentionPool {
 }
 
 impl AttentionPool {
-    fn convert_to_bf16(&mut self) -> Result<()> {
-        self.qkv.convert_to_bf16()?;
-        self.c_proj.convert_to_bf16()
+    fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.qkv.set_precision(precision)?;
+        self.c_proj.set_precision(precision)
     }
 
     fn load(w: &Weights, c: &ResNetConfig) -> Result<Self> {
@@ -146,7 +146,7 @@ impl AttentionPool {
         let bias = Tensor::cat(&[&qb.affine(scale, 0.0)?, &kb, &vb], 0)?;
         Ok(Self {
             positional_embedding: w.take("positional_embedding", &[g * g + 1, e])?,
-            qkv: Linear::from_parts(weight, Some(bias)),
+            qkv: Linear::from_parts(weight, Some(bias))?,
             c_proj: Linear::load(&w.pp("c_proj"), e, c.output_dim)?,
             heads: c.heads,
             embed_dim: e,
@@ -202,9 +202,9 @@ pub struct ModifiedResNet {
 }
 
 impl ModifiedResNet {
-    /// Switches the attention pool's linear layers to bf16; the convolutions stay f32.
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        self.attnpool.convert_to_bf16()
+    /// Re-packs the attention pool's linear layers for `precision`; the convolutions stay f32.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.attnpool.set_precision(precision)
     }
 
     /// Reads the tower from `w` (normally `visual`).

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::TextConfig;
+use crate::model::config::{Precision, TextConfig};
 use crate::model::layers::{causal_mask, Encoder, EncoderShape, LayerNorm};
 
 /// The `eos_token_id` that selects transformers' legacy pooling rule (configs written before its PR #24773).
@@ -23,9 +23,9 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
-    /// Switches the transformer's linear layers to packed bf16 weights (see [`crate::model::Precision`]).
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        self.encoder.convert_to_bf16()
+    /// Re-packs the transformer's linear layers for `precision` (see [`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.encoder.set_precision(precision)
     }
 
     /// Reads the tower from `w` (normally the `text_model.` prefix).

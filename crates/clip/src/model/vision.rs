@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::VisionConfig;
+use crate::model::config::{Precision, VisionConfig};
 use crate::model::layers::{Encoder, EncoderShape, LayerNorm};
 
 /// The vision transformer up to the pooled, post-LayerNorm class token (`pooler_output`), without projection.
@@ -24,9 +24,9 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    /// Switches the transformer's linear layers to packed bf16 weights (see [`crate::model::Precision`]).
-    pub fn convert_to_bf16(&mut self) -> Result<()> {
-        self.encoder.convert_to_bf16()
+    /// Re-packs the transformer's linear layers for `precision` (see [`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.encoder.set_precision(precision)
     }
 
     /// Reads the tower from `w` (normally the `vision_model.` prefix).

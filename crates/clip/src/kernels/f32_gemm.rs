@@ -1,0 +1,159 @@
+//! `y = x W^T (+ b)` in f32 with the weight packed once at load: the `nn.Linear` of the exact path. AVX-512 FMA
+//! where the CPU has it, a portable loop elsewhere; both sum each output in the same order over `k` blocks.
+
+use super::gemm::{self, Panels, Tile, TileKernel, MR, NR};
+
+/// A weight matrix `[n, k]` (PyTorch's `nn.Linear` layout) packed for the f32 kernel.
+#[derive(Debug, Clone)]
+pub struct PackedF32 {
+    k: usize,
+    panels: Panels<f32>,
+}
+
+impl PackedF32 {
+    /// Packs `weight` (row-major `[n, k]`).
+    pub fn pack(weight: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(weight.len(), n * k, "weight size");
+        let panels = Panels::pack(n, k, |col, row| {
+            row.copy_from_slice(&weight[col * k..(col + 1) * k])
+        });
+        Self { k, panels }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.panels.out_dim()
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.k
+    }
+
+    /// The weight back in `[n, k]` row-major order.
+    pub fn unpack(&self) -> Vec<f32> {
+        let (n, k) = (self.out_dim(), self.k);
+        let mut out = vec![0f32; n * k];
+        for (col, row) in out.chunks_mut(k.max(1)).enumerate().take(n) {
+            for (i, v) in row.iter_mut().enumerate() {
+                *v = self.panels.lane(col, i);
+            }
+        }
+        out
+    }
+}
+
+/// `out[m, n] = x[m, k] W^T + bias`, `x` row-major f32.
+pub fn linear_f32(x: &[f32], m: usize, w: &PackedF32, bias: Option<&[f32]>, out: &mut [f32]) {
+    linear_f32_with(x, m, w, bias, out, gemm::avx512_available())
+}
+
+fn linear_f32_with(
+    x: &[f32],
+    m: usize,
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    use_simd: bool,
+) {
+    assert_eq!(x.len(), m * w.k, "input size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), w.out_dim(), "bias size");
+    }
+    gemm::run(&F32Kernel { bias, use_simd }, x, w.k, m, &w.panels, out);
+}
+
+struct F32Kernel<'a> {
+    bias: Option<&'a [f32]>,
+    use_simd: bool,
+}
+
+impl TileKernel for F32Kernel<'_> {
+    type Lane = f32;
+
+    unsafe fn tile(&self, t: &Tile<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if self.use_simd {
+            return gemm::dispatch_rows!(t.rows, simd_tile, t, self.bias);
+        }
+        let mut tile = [[0f32; NR]; MR];
+        for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
+            for p in 0..t.kc {
+                let x = *t.a.add(r * t.a_stride + p);
+                let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+                for (acc, w) in tile_row.iter_mut().zip(b) {
+                    *acc += x * w;
+                }
+            }
+        }
+        gemm::store_f32_portable(&tile, t, self.bias);
+    }
+}
+
+/// One `R x NR` tile: `2R` accumulators, two weight vectors and one broadcast per row and `k`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn simd_tile<const R: usize>(t: &Tile<f32>, bias: Option<&[f32]>) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..t.kc {
+        let b0 = _mm512_loadu_ps(t.b.add(p * NR));
+        let b1 = _mm512_loadu_ps(t.b.add(p * NR + 16));
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*t.a.add(r * t.a_stride + p));
+            acc_row[0] = _mm512_fmadd_ps(x, b0, acc_row[0]);
+            acc_row[1] = _mm512_fmadd_ps(x, b1, acc_row[1]);
+        }
+    }
+    gemm::simd::store_f32(&acc, t, bias);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::{lcg, max_abs_diff};
+
+    fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                let s: f64 = (0..k)
+                    .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
+                    .sum();
+                out[r * n + c] = (s + bias[c] as f64) as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_f64_reference_on_odd_shapes_both_paths() {
+        // Tails in every dimension: m not a multiple of MR, n not of NR, k over one cache block.
+        for &(m, k, n) in &[
+            (1, 3, 1),
+            (13, 257, 33),
+            (50, 768, 70),
+            (25, 301, 64),
+            (97, 130, 5),
+        ] {
+            let x = lcg(m * k, 1 + m as u64);
+            let w = lcg(n * k, 7 + n as u64);
+            let bias = lcg(n, 3);
+            let packed = PackedF32::pack(&w, n, k);
+            let want = reference(&x, m, k, &w, n, &bias);
+            for use_simd in [false, gemm::avx512_available()] {
+                let mut out = vec![f32::NAN; m * n];
+                linear_f32_with(&x, m, &packed, Some(&bias), &mut out, use_simd);
+                let worst = max_abs_diff(&out, &want);
+                assert!(
+                    worst < 1e-5 * (k as f32).sqrt(),
+                    "{m}x{k}x{n} simd={use_simd}: {worst}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unpack_gives_the_weight_back() {
+        let w = lcg(37 * 9, 5);
+        assert_eq!(PackedF32::pack(&w, 37, 9).unpack(), w);
+    }
+}

@@ -1,0 +1,299 @@
+//! The blocked, multi-threaded driver shared by the packed-weight GEMMs (`y = x W^T`, the `nn.Linear` of every
+//! path: f32, bf16, int8). Each path supplies its lane format and a micro-kernel ([`TileKernel`]); the driver
+//! owns the cache blocking and the split of output columns across threads.
+//!
+//! Weights are packed once, at load, into panels of [`NR`] output columns: for each group of input positions
+//! (one f32, a pair of bf16, a quad of int8 — one 32-bit lane), the panel holds the `NR` columns' lanes side by
+//! side, which is what a micro-kernel multiplies against one broadcast activation lane. Packing at load is what
+//! makes batch 1 fast: a general GEMM re-packs the whole weight on every call, as much memory traffic as the
+//! arithmetic of a 50-row product.
+
+/// Output columns per packed panel (two 16-lane vectors).
+pub const NR: usize = 32;
+/// Rows per micro-tile: `2 * MR` accumulators, two weight vectors and one broadcast fit AVX-512's 32 registers.
+pub const MR: usize = 12;
+/// Rows per cache block of the activations.
+const MC: usize = 8 * MR;
+/// Lane groups per cache block: a panel's block is 128 x 32 lanes x 4 bytes = 16 KiB, within L1.
+const KC: usize = 128;
+
+/// A weight `[n, k]` packed into `ceil(n / NR)` panels of `groups * NR` lanes (columns past `n` are zero lanes).
+#[derive(Debug, Clone)]
+pub struct Panels<L> {
+    n: usize,
+    groups: usize,
+    data: Vec<L>,
+}
+
+impl<L: Copy + Default + Send + Sync> Panels<L> {
+    /// `fill_row(col, lanes)` writes the `groups` lanes of output column `col` (one weight row); panels are
+    /// filled on all cores.
+    pub fn pack(n: usize, groups: usize, fill_row: impl Fn(usize, &mut [L]) + Sync) -> Self {
+        let panels = n.div_ceil(NR);
+        let panel_len = groups * NR;
+        let mut data = vec![L::default(); panels * panel_len];
+        let per_thread = panels.div_ceil(threads_for(panels)).max(1);
+        let fill_row = &fill_row;
+        std::thread::scope(|scope| {
+            for (t, chunk) in data.chunks_mut((per_thread * panel_len).max(1)).enumerate() {
+                scope.spawn(move || {
+                    let mut row = vec![L::default(); groups];
+                    for (i, panel) in chunk.chunks_mut(panel_len.max(1)).enumerate() {
+                        let first_col = (t * per_thread + i) * NR;
+                        for lane in 0..NR.min(n - first_col) {
+                            fill_row(first_col + lane, &mut row);
+                            for (g, &value) in row.iter().enumerate() {
+                                panel[g * NR + lane] = value;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { n, groups, data }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.n
+    }
+
+    /// Lanes per column (input positions / lane width, rounded up).
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Lane `group` of output column `col`.
+    pub fn lane(&self, col: usize, group: usize) -> L {
+        self.data[(col / NR) * self.groups * NR + group * NR + col % NR]
+    }
+
+    fn panel(&self, panel: usize) -> &[L] {
+        let len = self.groups * NR;
+        &self.data[panel * len..(panel + 1) * len]
+    }
+}
+
+/// One micro-tile for a [`TileKernel`]: rows `row..row + rows` (at most [`MR`]) and columns `col..col + cols` (at
+/// most [`NR`]) of the output, over lane groups `kb..kb + kc`.
+pub struct Tile<L> {
+    /// Activation lanes of row `row`, group `kb`; row `r` of the tile starts `r * a_stride` lanes later.
+    pub a: *const L,
+    pub a_stride: usize,
+    /// The panel's lanes from group `kb`: `kc * NR` of them.
+    pub b: *const L,
+    pub kc: usize,
+    /// Output element `(row, col)`; rows are `ld` apart.
+    pub out: *mut f32,
+    pub ld: usize,
+    pub row: usize,
+    pub rows: usize,
+    pub col: usize,
+    pub cols: usize,
+    /// The first block of `k`: the kernel writes (with bias) rather than adds.
+    pub first: bool,
+}
+
+/// A micro-kernel: multiplies one [`Tile`] and writes or accumulates it into the output.
+pub trait TileKernel: Sync {
+    type Lane: Copy + Default + Send + Sync;
+
+    /// # Safety
+    /// `t.a` has `t.rows` rows of `t.kc` lanes readable, `t.b` has `t.kc * NR` lanes, and the output rectangle
+    /// exists and is written by this thread only.
+    unsafe fn tile(&self, t: &Tile<Self::Lane>);
+}
+
+/// `out[m, n] = kernel(a[m, groups], w)`, `a` row-major with `a_stride` lanes per row.
+pub fn run<K: TileKernel>(
+    kernel: &K,
+    a: &[K::Lane],
+    a_stride: usize,
+    m: usize,
+    w: &Panels<K::Lane>,
+    out: &mut [f32],
+) {
+    let (n, groups) = (w.n, w.groups);
+    assert!(
+        a_stride >= groups,
+        "activation rows shorter than the weight"
+    );
+    assert!(
+        a.len() >= m.saturating_sub(1) * a_stride + groups || m == 0,
+        "activation size"
+    );
+    assert_eq!(out.len(), m * n, "output size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(NR);
+    let threads = threads_for(panels);
+    let per_thread = panels.div_ceil(threads);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let work = |first_panel: usize, last_panel: usize| {
+        let out = out_ptr;
+        for kb in (0..groups.max(1)).step_by(KC) {
+            let kc = KC.min(groups - kb);
+            for mb in (0..m).step_by(MC) {
+                let mc = MC.min(m - mb);
+                for panel in first_panel..last_panel {
+                    let b = w.panel(panel)[kb * NR..].as_ptr();
+                    let col = panel * NR;
+                    for row in (mb..mb + mc).step_by(MR) {
+                        let tile = Tile {
+                            // SAFETY: row < m and kb < groups <= a_stride: in bounds of `a`.
+                            a: unsafe { a.as_ptr().add(row * a_stride + kb) },
+                            a_stride,
+                            b,
+                            kc,
+                            // SAFETY: (row, col) is inside the m x n output.
+                            out: unsafe { out.0.add(row * n + col) },
+                            ld: n,
+                            row,
+                            rows: MR.min(mb + mc - row),
+                            col,
+                            cols: NR.min(n - col),
+                            first: kb == 0,
+                        };
+                        // SAFETY: the tile's rows and lanes exist (checked above); this thread alone owns
+                        // panels first_panel..last_panel, i.e. these output columns.
+                        unsafe { kernel.tile(&tile) };
+                    }
+                }
+            }
+        }
+    };
+    if threads == 1 {
+        work(0, panels);
+    } else {
+        // Scoped threads measured faster here than sharing rayon's pool with candle's own parallel ops.
+        std::thread::scope(|scope| {
+            for t in 1..threads {
+                let (first, last) = (t * per_thread, ((t + 1) * per_thread).min(panels));
+                if first < last {
+                    scope.spawn(move || work(first, last));
+                }
+            }
+            work(0, per_thread.min(panels));
+        });
+    }
+}
+
+/// Threads worth starting for `panels` units of work.
+fn threads_for(panels: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(panels)
+        .max(1)
+}
+
+/// A raw output pointer shared by threads that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: threads write disjoint regions (see `run`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Calls `$f::<R>($args)` for the runtime row count `$rows` (1..=MR): each row count gets its own fully unrolled
+/// micro-kernel, so a 50-token batch-1 input runs 4 x 12 + 1 x 2 rows, not 5 x 12.
+macro_rules! dispatch_rows {
+    ($rows:expr, $($f:ident)::+, $($arg:expr),*) => {
+        match $rows {
+            1 => $($f)::+::<1>($($arg),*),
+            2 => $($f)::+::<2>($($arg),*),
+            3 => $($f)::+::<3>($($arg),*),
+            4 => $($f)::+::<4>($($arg),*),
+            5 => $($f)::+::<5>($($arg),*),
+            6 => $($f)::+::<6>($($arg),*),
+            7 => $($f)::+::<7>($($arg),*),
+            8 => $($f)::+::<8>($($arg),*),
+            9 => $($f)::+::<9>($($arg),*),
+            10 => $($f)::+::<10>($($arg),*),
+            11 => $($f)::+::<11>($($arg),*),
+            12 => $($f)::+::<12>($($arg),*),
+            other => unreachable!("tile of {other} rows"),
+        }
+    };
+}
+pub(crate) use dispatch_rows;
+
+/// Whether AVX-512 F/BW/VL kernels can run here (the f32 kernel and the shared epilogues).
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd {
+    use super::{Tile, NR};
+    use std::arch::x86_64::*;
+
+    /// Lane masks for the two 16-lane halves of a tile `cols` wide.
+    #[inline(always)]
+    pub fn column_masks(cols: usize) -> (__mmask16, __mmask16) {
+        let bits = |c: usize| -> __mmask16 {
+            if c >= 16 {
+                0xffff
+            } else {
+                ((1u32 << c) - 1) as __mmask16
+            }
+        };
+        (bits(cols.min(NR)), bits(cols.saturating_sub(16)))
+    }
+
+    /// Writes f32 accumulators: `out = acc + bias` on the first block of `k`, else `out += acc`; only the
+    /// tile's `cols` columns are touched.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn store_f32<const R: usize, L>(
+        acc: &[[__m512; 2]; R],
+        t: &Tile<L>,
+        bias: Option<&[f32]>,
+    ) {
+        let (m0, m1) = column_masks(t.cols);
+        let (base0, base1) = match (t.first, bias) {
+            (true, Some(bias)) => {
+                let b = bias.as_ptr().add(t.col);
+                (
+                    _mm512_maskz_loadu_ps(m0, b),
+                    _mm512_maskz_loadu_ps(m1, b.add(16)),
+                )
+            }
+            _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        for (r, acc_row) in acc.iter().enumerate() {
+            let row = t.out.add(r * t.ld);
+            let (c0, c1) = if t.first {
+                (base0, base1)
+            } else {
+                (
+                    _mm512_maskz_loadu_ps(m0, row),
+                    _mm512_maskz_loadu_ps(m1, row.add(16)),
+                )
+            };
+            _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, acc_row[0]));
+            _mm512_mask_storeu_ps(row.add(16), m1, _mm512_add_ps(c1, acc_row[1]));
+        }
+    }
+}
+
+/// The scalar twin of [`simd::store_f32`] for the portable kernels.
+pub(crate) fn store_f32_portable<L>(tile: &[[f32; NR]; MR], t: &Tile<L>, bias: Option<&[f32]>) {
+    for (r, tile_row) in tile.iter().enumerate().take(t.rows) {
+        // SAFETY: the tile's rows and columns are inside the output and owned by this thread (see `run`).
+        let dst = unsafe { std::slice::from_raw_parts_mut(t.out.add(r * t.ld), t.cols) };
+        for (c, (d, v)) in dst.iter_mut().zip(tile_row).enumerate() {
+            *d = if t.first {
+                v + bias.map_or(0.0, |b| b[t.col + c])
+            } else {
+                *d + v
+            };
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! `y = x W^T (+ b)` with int8 weights (symmetric, one scale per output channel) and activations quantised per
+//! row at run time (asymmetric u8: `x ≈ s_x (q - z)`), i32 accumulation: the `nn.Linear` of the int8 path.
+//!
+//! `Σ_k x w ≈ s_x s_w (Σ_k q_x q_w - z Σ_k q_w)`: the integer sum is exact, and the zero-point term uses the
+//! column sums computed at pack time. On CPUs with AVX512-VNNI, `vpdpbusd` multiplies four u8 activations by four
+//! s8 weights and adds the four products into each i32 lane (four times the f32 FMA rate); elsewhere a portable
+//! loop computes the same integers, so results agree exactly across machines up to the f32 epilogue.
+//!
+//! Layout: the weight is packed into [`Panels`] whose lane holds four consecutive s8 weights of one column, the
+//! operand `vpdpbusd` multiplies against a broadcast quad of the row's u8 activations.
+
+use super::gemm::{self, Panels, Tile, TileKernel, MR, NR};
+
+/// A weight matrix `[n, k]` quantised to int8 per output channel and packed for the kernel.
+#[derive(Debug, Clone)]
+pub struct PackedInt8 {
+    k: usize,
+    panels: Panels<u32>,
+    /// Per output channel: `w ≈ scale * q`.
+    scale: Vec<f32>,
+    /// Per output channel: `Σ_k q`, for the activations' zero point.
+    col_sum: Vec<i32>,
+}
+
+/// Symmetric per-channel quantisation of one weight row: `(q, scale)` with `q` in [-127, 127].
+fn quantize_weight_row(row: &[f32]) -> (Vec<i8>, f32) {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let q = row
+        .iter()
+        .map(|v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scale)
+}
+
+impl PackedInt8 {
+    /// Quantises and packs `weight` (row-major `[n, k]`); the tail of `k` past a multiple of 4 is zero.
+    pub fn pack(weight: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(weight.len(), n * k, "weight size");
+        let rows: Vec<(Vec<i8>, f32)> = weight
+            .chunks(k.max(1))
+            .take(n)
+            .map(quantize_weight_row)
+            .collect();
+        let panels = Panels::pack(n, k.div_ceil(4), |col, lanes| {
+            let q = &rows[col].0;
+            for (g, lane) in lanes.iter_mut().enumerate() {
+                let byte = |i: usize| q.get(4 * g + i).map_or(0, |&v| v as u8);
+                *lane = u32::from_ne_bytes([byte(0), byte(1), byte(2), byte(3)]);
+            }
+        });
+        Self {
+            k,
+            panels,
+            scale: rows.iter().map(|(_, s)| *s).collect(),
+            col_sum: rows
+                .iter()
+                .map(|(q, _)| q.iter().map(|&v| i32::from(v)).sum())
+                .collect(),
+        }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.panels.out_dim()
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.k
+    }
+
+    /// The weight as the kernel sees it (`scale * q`), `[n, k]` row-major: for tests and conversions.
+    pub fn unpack(&self) -> Vec<f32> {
+        let (n, k) = (self.out_dim(), self.k);
+        let mut out = vec![0f32; n * k];
+        for (col, row) in out.chunks_mut(k.max(1)).enumerate().take(n) {
+            for (i, v) in row.iter_mut().enumerate() {
+                let byte = self.panels.lane(col, i / 4).to_ne_bytes()[i % 4] as i8;
+                *v = f32::from(byte) * self.scale[col];
+            }
+        }
+        out
+    }
+}
+
+/// Activations quantised per row: `x[r] ≈ scale[r] * (q[r] - zero[r])`, `q` as quads of u8 in u32 lanes.
+struct QuantRows {
+    quads: Vec<u32>,
+    scale: Vec<f32>,
+    zero: Vec<i32>,
+}
+
+fn quantize_rows(x: &[f32], m: usize, k: usize, use_simd: bool) -> QuantRows {
+    let quads = k.div_ceil(4);
+    let mut q = QuantRows {
+        quads: vec![0u32; m * quads],
+        scale: vec![0f32; m],
+        zero: vec![0i32; m],
+    };
+    for (r, lanes) in q.quads.chunks_mut(quads.max(1)).enumerate().take(m) {
+        // SAFETY: a u32 slice viewed as its bytes (u8 has no alignment or validity requirement).
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(lanes.as_mut_ptr() as *mut u8, lanes.len() * 4)
+        };
+        let src = &x[r * k..(r + 1) * k];
+        let (lo, hi) = if use_simd {
+            // SAFETY: `use_simd` means the CPU has AVX-512 F/BW.
+            unsafe { simd::min_max(src) }
+        } else {
+            min_max(src)
+        };
+        let (scale, zero) = row_params(lo, hi);
+        let done = if use_simd {
+            // SAFETY: as above; `bytes` holds at least `src.len()` values.
+            unsafe { simd::quantize(src, 1.0 / scale, zero, bytes) }
+        } else {
+            0
+        };
+        quantize_tail(&src[done..], 1.0 / scale, zero, &mut bytes[done..]);
+        q.scale[r] = scale;
+        q.zero[r] = zero as i32;
+    }
+    q
+}
+
+fn min_max(src: &[f32]) -> (f32, f32) {
+    src.iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// The row's scale and zero point: the range always includes 0 (so 0 is exact), mapped onto 0..=255.
+fn row_params(lo: f32, hi: f32) -> (f32, f32) {
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
+    (scale, zero)
+}
+
+fn quantize_tail(src: &[f32], inv_scale: f32, zero: f32, dst: &mut [u8]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = (v * inv_scale + zero).round_ties_even().clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// `out[m, n] ≈ x[m, k] W^T + bias`, `x` row-major f32.
+pub fn linear_int8(x: &[f32], m: usize, w: &PackedInt8, bias: Option<&[f32]>, out: &mut [f32]) {
+    linear_int8_with(x, m, w, bias, out, simd_available())
+}
+
+fn linear_int8_with(
+    x: &[f32],
+    m: usize,
+    w: &PackedInt8,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    use_simd: bool,
+) {
+    assert_eq!(x.len(), m * w.k, "input size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), w.out_dim(), "bias size");
+    }
+    let a = quantize_rows(x, m, w.k, use_simd);
+    let kernel = Int8Kernel {
+        bias,
+        row_scale: &a.scale,
+        row_zero: &a.zero,
+        col_scale: &w.scale,
+        col_sum: &w.col_sum,
+        use_simd,
+    };
+    gemm::run(&kernel, &a.quads, w.panels.groups(), m, &w.panels, out);
+}
+
+struct Int8Kernel<'a> {
+    bias: Option<&'a [f32]>,
+    row_scale: &'a [f32],
+    row_zero: &'a [i32],
+    col_scale: &'a [f32],
+    col_sum: &'a [i32],
+    use_simd: bool,
+}
+
+impl TileKernel for Int8Kernel<'_> {
+    type Lane = u32;
+
+    unsafe fn tile(&self, t: &Tile<u32>) {
+        #[cfg(target_arch = "x86_64")]
+        if self.use_simd {
+            return gemm::dispatch_rows!(t.rows, simd::tile, t, self);
+        }
+        let mut acc = [[0i32; NR]; MR];
+        for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
+            for p in 0..t.kc {
+                let x = (*t.a.add(r * t.a_stride + p)).to_ne_bytes();
+                let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+                for (a, &w) in acc_row.iter_mut().zip(b) {
+                    let w = w.to_ne_bytes();
+                    for i in 0..4 {
+                        *a += i32::from(x[i]) * i32::from(w[i] as i8);
+                    }
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
+            let row = t.row + r;
+            let dst = std::slice::from_raw_parts_mut(t.out.add(r * t.ld), t.cols);
+            for (c, (d, &sum)) in dst.iter_mut().zip(acc_row).enumerate() {
+                let col = t.col + c;
+                let (sum, base) = if t.first {
+                    let bias = self.bias.map_or(0.0, |b| b[col]);
+                    (sum - self.row_zero[row] * self.col_sum[col], bias)
+                } else {
+                    (sum, *d)
+                };
+                *d = base + sum as f32 * (self.row_scale[row] * self.col_scale[col]);
+            }
+        }
+    }
+}
+
+/// Whether the AVX512-VNNI kernel can run here.
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        gemm::avx512_available() && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::super::gemm::{simd::column_masks, Tile, NR};
+    use super::Int8Kernel;
+    use std::arch::x86_64::*;
+
+    /// One `R x NR` tile: `2R` i32 accumulators, two weight vectors, one broadcast quad per row; then the
+    /// epilogue `out (+)= s_x s_w (acc - z Σq_w) (+ bias)` in the same operation order as the portable loop.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile<const R: usize>(t: &Tile<u32>, k: &Int8Kernel) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        for p in 0..t.kc {
+            let b0 = _mm512_loadu_si512(t.b.add(p * NR) as *const _);
+            let b1 = _mm512_loadu_si512(t.b.add(p * NR + 16) as *const _);
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32(*t.a.add(r * t.a_stride + p) as i32);
+                acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, b0);
+                acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, b1);
+            }
+        }
+        let (m0, m1) = column_masks(t.cols);
+        let masks = [m0, m1];
+        let col_scale = k.col_scale.as_ptr().add(t.col);
+        let col_sum = k.col_sum.as_ptr().add(t.col);
+        let sw = [
+            _mm512_maskz_loadu_ps(m0, col_scale),
+            _mm512_maskz_loadu_ps(m1, col_scale.add(16)),
+        ];
+        let cs = [
+            _mm512_maskz_loadu_epi32(m0, col_sum),
+            _mm512_maskz_loadu_epi32(m1, col_sum.add(16)),
+        ];
+        let bias = match (t.first, k.bias) {
+            (true, Some(b)) => {
+                let b = b.as_ptr().add(t.col);
+                [
+                    _mm512_maskz_loadu_ps(m0, b),
+                    _mm512_maskz_loadu_ps(m1, b.add(16)),
+                ]
+            }
+            _ => [_mm512_setzero_ps(); 2],
+        };
+        for (r, acc_row) in acc.iter().enumerate() {
+            let row = t.row + r;
+            let sx = _mm512_set1_ps(*k.row_scale.get_unchecked(row));
+            let zero = _mm512_set1_epi32(*k.row_zero.get_unchecked(row));
+            let out = t.out.add(r * t.ld);
+            for h in 0..2 {
+                let dst = out.add(16 * h);
+                let (sum, base) = if t.first {
+                    (
+                        _mm512_sub_epi32(acc_row[h], _mm512_mullo_epi32(zero, cs[h])),
+                        bias[h],
+                    )
+                } else {
+                    (acc_row[h], _mm512_maskz_loadu_ps(masks[h], dst))
+                };
+                let value = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(sx, sw[h]));
+                _mm512_mask_storeu_ps(dst, masks[h], _mm512_add_ps(base, value));
+            }
+        }
+    }
+
+    /// The row's minimum and maximum, both clamped to include 0.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn min_max(src: &[f32]) -> (f32, f32) {
+        let chunks = src.len() / 16;
+        let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for c in 0..chunks {
+            let v = _mm512_loadu_ps(src.as_ptr().add(16 * c));
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+        }
+        let (tail_lo, tail_hi) = super::min_max(&src[16 * chunks..]);
+        (
+            _mm512_reduce_min_ps(lo).min(tail_lo),
+            _mm512_reduce_max_ps(hi).max(tail_hi),
+        )
+    }
+
+    /// `round(x / s) + z` clamped to 0..=255, 16 values at a time (round-to-nearest-even, as the scalar tail);
+    /// returns how many values it wrote.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize(src: &[f32], inv_scale: f32, zero: f32, dst: &mut [u8]) -> usize {
+        let chunks = src.len() / 16;
+        let (inv, z) = (_mm512_set1_ps(inv_scale), _mm512_set1_ps(zero));
+        let (floor, ceil) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+        for c in 0..chunks {
+            let v = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_loadu_ps(src.as_ptr().add(16 * c)), inv),
+                z,
+            );
+            let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), floor), ceil);
+            _mm_storeu_si128(
+                dst.as_mut_ptr().add(16 * c) as *mut _,
+                _mm512_cvtepi32_epi8(q),
+            );
+        }
+        chunks * 16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::{lcg, max_abs_diff};
+
+    /// f64 product of the dequantised operands: what the integer kernel must reproduce up to f32 rounding.
+    fn dequantised_reference(x: &[f32], m: usize, w: &PackedInt8, bias: &[f32]) -> Vec<f32> {
+        let (n, k) = (w.out_dim(), w.in_dim());
+        let a = quantize_rows(x, m, k, false);
+        let wq = w.unpack();
+        let mut out = vec![0f32; m * n];
+        for r in 0..m {
+            // SAFETY: u32 lanes viewed as bytes.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(a.quads.as_ptr().add(r * k.div_ceil(4)) as *const u8, k)
+            };
+            for c in 0..n {
+                let s: f64 = (0..k)
+                    .map(|i| {
+                        let xv = a.scale[r] as f64 * (bytes[i] as f64 - a.zero[r] as f64);
+                        xv * wq[c * k + i] as f64
+                    })
+                    .sum();
+                out[r * n + c] = (s + bias[c] as f64) as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn integer_kernel_matches_dequantised_products_both_paths() {
+        // Tails in every dimension: m not a multiple of MR, n not of NR, k not of 4 and over one cache block.
+        for &(m, k, n) in &[(1, 3, 1), (13, 517, 33), (50, 768, 70), (25, 301, 64)] {
+            let x: Vec<f32> = lcg(m * k, 1 + m as u64)
+                .iter()
+                .map(|v| v * 3.0 + 0.5)
+                .collect();
+            let w = lcg(n * k, 7 + n as u64);
+            let bias = lcg(n, 3);
+            let packed = PackedInt8::pack(&w, n, k);
+            let want = dequantised_reference(&x, m, &packed, &bias);
+            let mut outputs = Vec::new();
+            for use_simd in [false, simd_available()] {
+                let mut out = vec![f32::NAN; m * n];
+                linear_int8_with(&x, m, &packed, Some(&bias), &mut out, use_simd);
+                let worst = max_abs_diff(&out, &want);
+                assert!(
+                    worst < 1e-4 * (k as f32).sqrt(),
+                    "{m}x{k}x{n} simd={use_simd}: {worst}"
+                );
+                outputs.push(out);
+            }
+            // Same integers, same epilogue order: the two paths agree exactly.
+            assert_eq!(outputs[0], outputs[1], "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn quantisation_error_is_within_half_a_step() {
+        let (m, k) = (4, 301);
+        let x: Vec<f32> = lcg(m * k, 9).iter().map(|v| v * 5.0 - 1.0).collect();
+        for use_simd in [false, simd_available()] {
+            let a = quantize_rows(&x, m, k, use_simd);
+            for r in 0..m {
+                // SAFETY: u32 lanes viewed as bytes.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(
+                        a.quads.as_ptr().add(r * k.div_ceil(4)) as *const u8,
+                        k,
+                    )
+                };
+                for i in 0..k {
+                    let back = a.scale[r] * (bytes[i] as f32 - a.zero[r] as f32);
+                    assert!((back - x[r * k + i]).abs() <= 0.5001 * a.scale[r]);
+                }
+            }
+        }
+        if simd_available() {
+            assert_eq!(
+                quantize_rows(&x, m, k, true).quads,
+                quantize_rows(&x, m, k, false).quads
+            );
+        }
+    }
+
+    #[test]
+    fn weights_round_trip_within_half_a_step_per_channel() {
+        let (n, k) = (5, 9);
+        let w = lcg(n * k, 4);
+        let packed = PackedInt8::pack(&w, n, k);
+        let back = packed.unpack();
+        for c in 0..n {
+            for i in 0..k {
+                assert!((back[c * k + i] - w[c * k + i]).abs() <= 0.5001 * packed.scale[c]);
+            }
+        }
+        let zeros = PackedInt8::pack(&[0.0; 6], 2, 3);
+        assert_eq!(zeros.unpack(), vec![0.0; 6]);
+    }
+}
