@@ -420,26 +420,34 @@ fn models_lists_the_nine_openai_models() {
     assert_clean_error(&output, 1, "not cached");
 }
 
-#[test]
-fn bf16_dtype_keeps_embeddings_within_the_cosine_bar() {
+/// `clip embed --dtype D` over the reference images: every embedding within cosine `bar` of the reference.
+fn check_dtype_embeddings(dtype: &str, bar: f32) {
     let reference = reference();
     let model = reference["model"].as_str().unwrap();
     let images = str_list(&reference["images"]);
     let mut args = vec![
-        "embed", "--model", model, "--dtype", "bf16", "--json", "--image",
+        "embed", "--model", model, "--dtype", dtype, "--json", "--image",
     ];
     args.extend(images.iter().map(String::as_str));
     let output = clip(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = matrix(&serde_json::from_str(&stdout(&output)).unwrap());
+    assert_eq!(rows.len(), images.len());
     for (got, want) in rows.iter().zip(matrix(&reference["image_features"])) {
         let dot: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
         let norms = got.iter().map(|v| v * v).sum::<f32>().sqrt()
             * want.iter().map(|v| v * v).sum::<f32>().sqrt();
-        assert!(dot / norms >= 0.9995, "cosine {}", dot / norms);
+        assert!(dot / norms >= bar, "{dtype}: cosine {}", dot / norms);
     }
+}
+
+#[test]
+fn reduced_precision_dtypes_keep_embeddings_within_their_cosine_bars() {
+    check_dtype_embeddings("bf16", 0.9995);
+    check_dtype_embeddings("int8", 0.995);
+    let model = reference()["model"].as_str().unwrap().to_string();
     let bad = clip(&[
-        "embed", "--model", model, "--dtype", "int4", "--text", "a", "--json",
+        "embed", "--model", &model, "--dtype", "int4", "--text", "a", "--json",
     ]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }

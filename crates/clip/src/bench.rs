@@ -42,7 +42,7 @@ pub struct BenchRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     pub model: String,
-    /// "f32" or "bf16".
+    /// "f32", "bf16" or "int8".
     pub dtype: String,
     pub load_seconds: f64,
     pub threads: usize,

@@ -1,7 +1,8 @@
-//! The bf16 path against the reference outputs (computed in f32 by transformers / clip-anytorch / open_clip):
-//! every image and text embedding must keep cosine similarity >= 0.9995 with the reference, and the zero-shot
-//! decisions (argmax of logits_per_image) are reported. The same checks on a full-size random ViT-B/32 run with
-//! `CLIP_FULL_VITB32_DIR=DIR cargo test -p clip --test precision -- --ignored` (scripts/make_full_vitb32.py DIR).
+//! The bf16 and int8 paths against the reference outputs (computed in f32 by transformers / clip-anytorch /
+//! open_clip): every image and text embedding must keep cosine similarity >= 0.9995 (bf16) / >= 0.995 (int8)
+//! with the reference, and the zero-shot decisions (argmax of logits_per_image) are reported. The same checks on
+//! a full-size random ViT-B/32 run with `CLIP_FULL_VITB32_DIR=DIR cargo test -p clip --test precision --
+//! --ignored` (scripts/make_full_vitb32.py DIR).
 
 mod common;
 
@@ -11,7 +12,14 @@ use candle_core::{Device, Tensor};
 use clip::model::{ClipModel, Precision};
 use common::{ids, reference};
 
-const MIN_COSINE: f32 = 0.9995;
+/// The bars: cosine similarity to the f32 embeddings.
+fn min_cosine(precision: Precision) -> f32 {
+    match precision {
+        Precision::F32 => 0.99999,
+        Precision::Bf16 => 0.9995,
+        Precision::Int8 => 0.995,
+    }
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
@@ -42,9 +50,14 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 /// Worst cosine over image and text rows, and how many images keep the reference's zero-shot choice.
-fn compare(name: &str, mut model: ClipModel, dir: &Path) -> (f32, usize, usize) {
+fn compare(
+    name: &str,
+    mut model: ClipModel,
+    dir: &Path,
+    precision: Precision,
+) -> (f32, usize, usize) {
     let refs = reference(dir);
-    model.set_precision(Precision::Bf16).unwrap();
+    model.set_precision(precision).unwrap();
     let image = model.encode_image(&refs["pixel_values"]).unwrap();
     let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();
     let mut worst = 1f32;
@@ -53,7 +66,7 @@ fn compare(name: &str, mut model: ClipModel, dir: &Path) -> (f32, usize, usize) 
             .iter()
             .zip(rows(&refs[want]))
             .fold(1f32, |m, (g, w)| m.min(cosine(g, &w)));
-        println!("{name} bf16 {want}: min cosine {tower_worst:.6}");
+        println!("{name} {precision} {want}: min cosine {tower_worst:.6}");
         worst = worst.min(tower_worst);
     }
     let (per_image, _) = model.logits(&image, &text).unwrap();
@@ -63,42 +76,59 @@ fn compare(name: &str, mut model: ClipModel, dir: &Path) -> (f32, usize, usize) 
         .filter(|(g, w)| argmax(g) == argmax(w))
         .count();
     let total = rows(&per_image).len();
-    println!("{name} bf16: min cosine {worst:.6}, zero-shot argmax agreement {agree}/{total}");
-    assert!(worst >= MIN_COSINE, "{name}: cosine {worst} < {MIN_COSINE}");
+    println!(
+        "{name} {precision}: min cosine {worst:.6}, zero-shot argmax agreement {agree}/{total}"
+    );
+    let bar = min_cosine(precision);
+    assert!(worst >= bar, "{name} {precision}: cosine {worst} < {bar}");
     (worst, agree, total)
 }
 
-#[test]
-fn bf16_embeddings_stay_within_the_cosine_bar() {
+/// Every fixture model (Hugging Face, OpenAI ResNet and ViT, open_clip) at `precision`.
+fn check_fixtures(precision: Precision) {
     let dev = Device::Cpu;
-    let hf = |name: &str| {
-        let dir = fixtures().join("models").join(name);
-        (
-            clip::checkpoint::hf::load_hf_model(&dir, &dev).unwrap(),
-            dir,
-        )
-    };
     for name in ["hf_tiny_quickgelu", "hf_odd_gelu"] {
-        let (model, dir) = hf(name);
-        compare(name, model, &dir);
+        let dir = fixtures().join("models").join(name);
+        let model = clip::checkpoint::hf::load_hf_model(&dir, &dev).unwrap();
+        compare(name, model, &dir, precision);
     }
     for name in ["rn", "vit"] {
         let dir = fixtures().join("openai").join(name);
         let ckpt = clip::checkpoint::openai::load_openai_file(&dir.join("model.pt"), &dev).unwrap();
-        compare(&format!("openai {name}"), ckpt.model, &dir);
+        compare(&format!("openai {name}"), ckpt.model, &dir, precision);
     }
     let dir = fixtures().join("open_clip/vit_gelu");
     let ckpt = clip::checkpoint::open_clip::load_open_clip_dir(&dir, &dev).unwrap();
-    compare("open_clip vit_gelu", ckpt.model, &dir);
+    compare("open_clip vit_gelu", ckpt.model, &dir, precision);
 }
 
-#[test]
-#[ignore = "needs a full-size checkpoint from scripts/make_full_vitb32.py"]
-fn bf16_full_size_vit_b32() {
+fn check_full_size(precision: Precision) {
     let Ok(dir) = std::env::var("CLIP_FULL_VITB32_DIR") else {
         panic!("set CLIP_FULL_VITB32_DIR to the output of scripts/make_full_vitb32.py");
     };
     let dir = PathBuf::from(dir);
     let model = clip::checkpoint::hf::load_hf_model(&dir, &Device::Cpu).unwrap();
-    compare("full ViT-B/32", model, &dir);
+    compare("full ViT-B/32", model, &dir, precision);
+}
+
+#[test]
+fn bf16_embeddings_stay_within_the_cosine_bar() {
+    check_fixtures(Precision::Bf16);
+}
+
+#[test]
+fn int8_embeddings_stay_within_the_cosine_bar() {
+    check_fixtures(Precision::Int8);
+}
+
+#[test]
+#[ignore = "needs a full-size checkpoint from scripts/make_full_vitb32.py"]
+fn bf16_full_size_vit_b32() {
+    check_full_size(Precision::Bf16);
+}
+
+#[test]
+#[ignore = "needs a full-size checkpoint from scripts/make_full_vitb32.py"]
+fn int8_full_size_vit_b32() {
+    check_full_size(Precision::Int8);
 }
