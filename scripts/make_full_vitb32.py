@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""A full-size random-weight checkpoint shaped like openai/clip-vit-base-patch32, with reference outputs.
+"""A full-size random-weight checkpoint shaped like openai/clip-vit-base-patch32 (or, with --arch vit-l-14,
+openai/clip-vit-large-patch14), with reference outputs.
 
 Pinned reference versions: torch==2.15.0 transformers==5.23.0 safetensors==0.8.0 clip-anytorch==2.6.0
 
-    /work/pyenv/venv/bin/python scripts/make_full_vitb32.py OUT_DIR
+    /work/pyenv/venv/bin/python scripts/make_full_vitb32.py OUT_DIR [--arch vit-b-32|vit-l-14]
 
 writes OUT_DIR/config.json (the published config's fields, written by hand: including its legacy
 `eos_token_id: 2`, so transformers pools at the argmax of the ids), OUT_DIR/model.safetensors (f32, ~600 MB, the
@@ -79,6 +80,20 @@ CONFIG = {
     "vision_config_dict": None,
 }
 
+# openai/clip-vit-large-patch14's architecture fields, over the ViT-B/32 ones.
+VIT_L_14 = {
+    "projection_dim": 768,
+    "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "projection_dim": 768},
+    "vision_config": {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 24,
+        "patch_size": 14,
+        "projection_dim": 768,
+    },
+}
+
 PREPROCESSOR = {
     "crop_size": 224,
     "do_center_crop": True,
@@ -93,12 +108,21 @@ PREPROCESSOR = {
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    arch = "vit-b-32"
+    if len(args) == 3 and args[1] == "--arch" and args[2] in ("vit-b-32", "vit-l-14"):
+        arch = args[2]
+        args = args[:1]
+    if len(args) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    out = Path(sys.argv[1])
+    out = Path(args[0])
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
+    if arch == "vit-l-14":
+        CONFIG["projection_dim"] = VIT_L_14["projection_dim"]
+        for tower in ("text_config", "vision_config"):
+            CONFIG[tower].update(VIT_L_14[tower])
     config = CLIPConfig.from_dict(CONFIG)
     assert config.text_config.eos_token_id == 2
     model = CLIPModel(config).eval()  # transformers' own init: the published shapes and scales

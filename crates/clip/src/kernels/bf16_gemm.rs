@@ -84,6 +84,7 @@ fn round_row(src: &[f32], dst: &mut [u32], use_simd: bool) {
 }
 
 /// Activations `[m, k]` rounded to bf16 pairs, `ceil(k / 2)` per row.
+#[cfg(test)]
 fn pack_rows(x: &[f32], m: usize, k: usize, use_simd: bool) -> Vec<u32> {
     let pairs = k.div_ceil(2);
     let mut out = vec![0u32; m * pairs];
@@ -110,18 +111,32 @@ fn linear_bf16_with(
     if let Some(b) = bias {
         assert_eq!(b.len(), w.out_dim(), "bias size");
     }
-    let a = pack_rows(x, m, w.k, use_simd);
-    let kernel = Bf16Kernel { bias, use_simd };
-    gemm::run(&kernel, &a, w.panels.groups(), m, &w.panels, out);
+    let kernel = Bf16Kernel {
+        x,
+        k: w.k,
+        bias,
+        use_simd,
+    };
+    gemm::run(&kernel, m, &w.panels, out);
 }
 
 struct Bf16Kernel<'a> {
+    x: &'a [f32],
+    k: usize,
     bias: Option<&'a [f32]>,
     use_simd: bool,
 }
 
 impl TileKernel for Bf16Kernel<'_> {
     type Lane = u32;
+
+    fn pack_row(&self, row: usize, dst: &mut [u32]) {
+        round_row(
+            &self.x[row * self.k..(row + 1) * self.k],
+            dst,
+            self.use_simd,
+        );
+    }
 
     unsafe fn tile(&self, t: &Tile<u32>) {
         #[cfg(target_arch = "x86_64")]
@@ -132,7 +147,7 @@ impl TileKernel for Bf16Kernel<'_> {
         let mut tile = [[0f32; NR]; MR];
         for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
             for p in 0..t.kc {
-                let (x0, x1) = unpair(*t.a.add(r * t.a_stride + p));
+                let (x0, x1) = unpair(*t.a.add(p * MR + r));
                 let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
                 for (acc, &w) in tile_row.iter_mut().zip(b) {
                     let (w0, w1) = unpair(w);
@@ -158,7 +173,7 @@ pub fn simd_available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::gemm::{self, Tile, NR};
+    use super::super::gemm::{self, Tile, MR, NR};
     use std::arch::x86_64::*;
 
     /// One `R x NR` tile: `2R` accumulators, two weight vectors, one broadcast pair per row.
@@ -174,7 +189,7 @@ mod simd {
             ));
             for (r, acc_row) in acc.iter_mut().enumerate() {
                 let x = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
-                    *t.a.add(r * t.a_stride + p) as i32,
+                    *t.a.add(p * MR + r) as i32,
                 ));
                 acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, b0);
                 acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, b1);

@@ -58,16 +58,28 @@ fn linear_f32_with(
     if let Some(b) = bias {
         assert_eq!(b.len(), w.out_dim(), "bias size");
     }
-    gemm::run(&F32Kernel { bias, use_simd }, x, w.k, m, &w.panels, out);
+    let kernel = F32Kernel {
+        x,
+        k: w.k,
+        bias,
+        use_simd,
+    };
+    gemm::run(&kernel, m, &w.panels, out);
 }
 
 struct F32Kernel<'a> {
+    x: &'a [f32],
+    k: usize,
     bias: Option<&'a [f32]>,
     use_simd: bool,
 }
 
 impl TileKernel for F32Kernel<'_> {
     type Lane = f32;
+
+    fn pack_row(&self, row: usize, dst: &mut [f32]) {
+        dst.copy_from_slice(&self.x[row * self.k..(row + 1) * self.k]);
+    }
 
     unsafe fn tile(&self, t: &Tile<f32>) {
         #[cfg(target_arch = "x86_64")]
@@ -77,7 +89,7 @@ impl TileKernel for F32Kernel<'_> {
         let mut tile = [[0f32; NR]; MR];
         for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
             for p in 0..t.kc {
-                let x = *t.a.add(r * t.a_stride + p);
+                let x = *t.a.add(p * MR + r);
                 let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
                 for (acc, w) in tile_row.iter_mut().zip(b) {
                     *acc += x * w;
@@ -98,7 +110,7 @@ unsafe fn simd_tile<const R: usize>(t: &Tile<f32>, bias: Option<&[f32]>) {
         let b0 = _mm512_loadu_ps(t.b.add(p * NR));
         let b1 = _mm512_loadu_ps(t.b.add(p * NR + 16));
         for (r, acc_row) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*t.a.add(r * t.a_stride + p));
+            let x = _mm512_set1_ps(*t.a.add(p * MR + r));
             acc_row[0] = _mm512_fmadd_ps(x, b0, acc_row[0]);
             acc_row[1] = _mm512_fmadd_ps(x, b1, acc_row[1]);
         }

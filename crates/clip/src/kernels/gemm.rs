@@ -14,8 +14,9 @@ pub const NR: usize = 32;
 pub const MR: usize = 12;
 /// Rows per cache block of the activations.
 const MC: usize = 8 * MR;
-/// Lane groups per cache block: a panel's block is 128 x 32 lanes x 4 bytes = 16 KiB, within L1.
-const KC: usize = 128;
+/// Lane groups per cache block: a panel's block is 192 x 32 lanes x 4 bytes = 24 KiB, half of a 48 KiB L1 (tuned
+/// on Zen 5 between 128 and 384 with `examples/gemm_probe.rs`).
+const KC: usize = 192;
 
 /// A weight `[n, k]` packed into `ceil(n / NR)` panels of `groups * NR` lanes (columns past `n` are zero lanes).
 #[derive(Debug, Clone)]
@@ -76,9 +77,8 @@ impl<L: Copy + Default + Send + Sync> Panels<L> {
 /// One micro-tile for a [`TileKernel`]: rows `row..row + rows` (at most [`MR`]) and columns `col..col + cols` (at
 /// most [`NR`]) of the output, over lane groups `kb..kb + kc`.
 pub struct Tile<L> {
-    /// Activation lanes of row `row`, group `kb`; row `r` of the tile starts `r * a_stride` lanes later.
+    /// The interleaved activation block of row `row`, from group `kb`: lane `(r, p)` is at `p * MR + r`.
     pub a: *const L,
-    pub a_stride: usize,
     /// The panel's lanes from group `kb`: `kc * NR` of them.
     pub b: *const L,
     pub kc: usize,
@@ -93,44 +93,65 @@ pub struct Tile<L> {
     pub first: bool,
 }
 
-/// A micro-kernel: multiplies one [`Tile`] and writes or accumulates it into the output.
+/// A micro-kernel: converts activation rows to its lanes and multiplies one [`Tile`] into the output.
 pub trait TileKernel: Sync {
     type Lane: Copy + Default + Send + Sync;
 
+    /// Writes row `row` of the activations as `dst.len()` lanes (the weight's groups).
+    fn pack_row(&self, row: usize, dst: &mut [Self::Lane]);
+
     /// # Safety
-    /// `t.a` has `t.rows` rows of `t.kc` lanes readable, `t.b` has `t.kc * NR` lanes, and the output rectangle
-    /// exists and is written by this thread only.
+    /// `t.a` has `t.kc * MR` lanes readable, `t.b` has `t.kc * NR`, and the output rectangle exists and is
+    /// written by this thread only.
     unsafe fn tile(&self, t: &Tile<Self::Lane>);
 }
 
-/// `out[m, n] = kernel(a[m, groups], w)`, `a` row-major with `a_stride` lanes per row.
-pub fn run<K: TileKernel>(
-    kernel: &K,
-    a: &[K::Lane],
-    a_stride: usize,
-    m: usize,
-    w: &Panels<K::Lane>,
-    out: &mut [f32],
-) {
+/// `out[m, n] = kernel(a[m], w)` for `m` activation rows (converted by [`TileKernel::pack_row`]).
+pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [f32]) {
     let (n, groups) = (w.n, w.groups);
-    assert!(
-        a_stride >= groups,
-        "activation rows shorter than the weight"
-    );
-    assert!(
-        a.len() >= m.saturating_sub(1) * a_stride + groups || m == 0,
-        "activation size"
-    );
     assert_eq!(out.len(), m * n, "output size");
     if m == 0 || n == 0 {
         return;
     }
+    let blocks = m.div_ceil(MR);
+    let block_len = groups * MR;
+    let mut a = vec![K::Lane::default(); blocks * block_len];
     let panels = n.div_ceil(NR);
-    let threads = threads_for(panels);
-    let per_thread = panels.div_ceil(threads);
+    let threads = threads_for(panels.max(blocks));
+    let blocks_per_thread = blocks.div_ceil(threads);
+    let panels_per_thread = panels.div_ceil(threads);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let work = |first_panel: usize, last_panel: usize| {
-        let out = out_ptr;
+    let a_ptr = SendPtr(a.as_mut_ptr());
+    let barrier = std::sync::Barrier::new(threads);
+    let work = |t: usize| {
+        let (a_ptr, out) = (a_ptr, out_ptr);
+        // Phase 1: this thread's share of the activation blocks.
+        let mut rows = vec![K::Lane::default(); block_len];
+        for block in
+            (t * blocks_per_thread..(t + 1) * blocks_per_thread).take_while(|&b| b < blocks)
+        {
+            let first_row = block * MR;
+            let live = MR.min(m - first_row);
+            for (r, dst) in rows.chunks_mut(groups.max(1)).take(live).enumerate() {
+                kernel.pack_row(first_row + r, dst);
+            }
+            // SAFETY: block `block` of `a` is written by this thread only, before the barrier.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(a_ptr.0.add(block * block_len), block_len)
+            };
+            for r in 0..live {
+                for (g, &lane) in rows[r * groups..(r + 1) * groups].iter().enumerate() {
+                    dst[g * MR + r] = lane;
+                }
+            }
+        }
+        barrier.wait();
+        // Phase 2: this thread's output columns (disjoint panels), reading every activation block.
+        let (first_panel, last_panel) = (
+            (t * panels_per_thread).min(panels),
+            ((t + 1) * panels_per_thread).min(panels),
+        );
+        let a = a_ptr.0 as *const K::Lane;
         for kb in (0..groups.max(1)).step_by(KC) {
             let kc = KC.min(groups - kb);
             for mb in (0..m).step_by(MC) {
@@ -140,9 +161,8 @@ pub fn run<K: TileKernel>(
                     let col = panel * NR;
                     for row in (mb..mb + mc).step_by(MR) {
                         let tile = Tile {
-                            // SAFETY: row < m and kb < groups <= a_stride: in bounds of `a`.
-                            a: unsafe { a.as_ptr().add(row * a_stride + kb) },
-                            a_stride,
+                            // SAFETY: block row / MR exists and kb < groups.
+                            a: unsafe { a.add((row / MR) * block_len + kb * MR) },
                             b,
                             kc,
                             // SAFETY: (row, col) is inside the m x n output.
@@ -154,8 +174,8 @@ pub fn run<K: TileKernel>(
                             cols: NR.min(n - col),
                             first: kb == 0,
                         };
-                        // SAFETY: the tile's rows and lanes exist (checked above); this thread alone owns
-                        // panels first_panel..last_panel, i.e. these output columns.
+                        // SAFETY: the tile's lanes exist (sizes above); this thread alone owns panels
+                        // first_panel..last_panel, i.e. these output columns; `a` is complete after the barrier.
                         unsafe { kernel.tile(&tile) };
                     }
                 }
@@ -163,17 +183,15 @@ pub fn run<K: TileKernel>(
         }
     };
     if threads == 1 {
-        work(0, panels);
+        work(0);
     } else {
         // Scoped threads measured faster here than sharing rayon's pool with candle's own parallel ops.
         std::thread::scope(|scope| {
             for t in 1..threads {
-                let (first, last) = (t * per_thread, ((t + 1) * per_thread).min(panels));
-                if first < last {
-                    scope.spawn(move || work(first, last));
-                }
+                let work = &work;
+                scope.spawn(move || work(t));
             }
-            work(0, per_thread.min(panels));
+            work(0);
         });
     }
 }
@@ -186,12 +204,17 @@ fn threads_for(panels: usize) -> usize {
         .max(1)
 }
 
-/// A raw output pointer shared by threads that write disjoint columns.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+/// A raw pointer shared by threads that write disjoint parts of one buffer.
+struct SendPtr<T>(*mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
 // SAFETY: threads write disjoint regions (see `run`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
 
 /// Calls `$f::<R>($args)` for the runtime row count `$rows` (1..=MR): each row count gets its own fully unrolled
 /// micro-kernel, so a 50-token batch-1 input runs 4 x 12 + 1 x 2 rows, not 5 x 12.

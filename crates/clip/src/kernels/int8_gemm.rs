@@ -82,26 +82,18 @@ impl PackedInt8 {
     }
 }
 
-/// Activations quantised per row: `x[r] ≈ scale[r] * (q[r] - zero[r])`, `q` as quads of u8 in u32 lanes.
-struct QuantRows {
-    quads: Vec<u32>,
+/// Per-row quantisation parameters: `x[r] ≈ scale[r] * (q[r] - zero[r])`.
+struct RowParams {
     scale: Vec<f32>,
     zero: Vec<i32>,
 }
 
-fn quantize_rows(x: &[f32], m: usize, k: usize, use_simd: bool) -> QuantRows {
-    let quads = k.div_ceil(4);
-    let mut q = QuantRows {
-        quads: vec![0u32; m * quads],
-        scale: vec![0f32; m],
-        zero: vec![0i32; m],
+fn row_params_all(x: &[f32], m: usize, k: usize, use_simd: bool) -> RowParams {
+    let mut params = RowParams {
+        scale: Vec::with_capacity(m),
+        zero: Vec::with_capacity(m),
     };
-    for (r, lanes) in q.quads.chunks_mut(quads.max(1)).enumerate().take(m) {
-        // SAFETY: a u32 slice viewed as its bytes (u8 has no alignment or validity requirement).
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(lanes.as_mut_ptr() as *mut u8, lanes.len() * 4)
-        };
-        let src = &x[r * k..(r + 1) * k];
+    for src in x.chunks(k.max(1)).take(m) {
         let (lo, hi) = if use_simd {
             // SAFETY: `use_simd` means the CPU has AVX-512 F/BW.
             unsafe { simd::min_max(src) }
@@ -109,17 +101,26 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, use_simd: bool) -> QuantRows {
             min_max(src)
         };
         let (scale, zero) = row_params(lo, hi);
-        let done = if use_simd {
-            // SAFETY: as above; `bytes` holds at least `src.len()` values.
-            unsafe { simd::quantize(src, 1.0 / scale, zero, bytes) }
-        } else {
-            0
-        };
-        quantize_tail(&src[done..], 1.0 / scale, zero, &mut bytes[done..]);
-        q.scale[r] = scale;
-        q.zero[r] = zero as i32;
+        params.scale.push(scale);
+        params.zero.push(zero as i32);
     }
-    q
+    params
+}
+
+/// Quantises one row with its parameters into quads of u8 (the tail past `src.len()` is zero).
+fn quantize_row(src: &[f32], scale: f32, zero: i32, lanes: &mut [u32], use_simd: bool) {
+    // SAFETY: a u32 slice viewed as its bytes (u8 has no alignment or validity requirement).
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(lanes.as_mut_ptr() as *mut u8, lanes.len() * 4) };
+    let (inv_scale, zero) = (1.0 / scale, zero as f32);
+    let done = if use_simd {
+        // SAFETY: `use_simd` means the CPU has AVX-512 F/BW; `bytes` holds at least `src.len()` values.
+        unsafe { simd::quantize(src, inv_scale, zero, bytes) }
+    } else {
+        0
+    };
+    quantize_tail(&src[done..], inv_scale, zero, &mut bytes[done..src.len()]);
+    bytes[src.len()..].fill(0);
 }
 
 fn min_max(src: &[f32]) -> (f32, f32) {
@@ -157,19 +158,23 @@ fn linear_int8_with(
     if let Some(b) = bias {
         assert_eq!(b.len(), w.out_dim(), "bias size");
     }
-    let a = quantize_rows(x, m, w.k, use_simd);
+    let params = row_params_all(x, m, w.k, use_simd);
     let kernel = Int8Kernel {
+        x,
+        k: w.k,
         bias,
-        row_scale: &a.scale,
-        row_zero: &a.zero,
+        row_scale: &params.scale,
+        row_zero: &params.zero,
         col_scale: &w.scale,
         col_sum: &w.col_sum,
         use_simd,
     };
-    gemm::run(&kernel, &a.quads, w.panels.groups(), m, &w.panels, out);
+    gemm::run(&kernel, m, &w.panels, out);
 }
 
 struct Int8Kernel<'a> {
+    x: &'a [f32],
+    k: usize,
     bias: Option<&'a [f32]>,
     row_scale: &'a [f32],
     row_zero: &'a [i32],
@@ -181,6 +186,17 @@ struct Int8Kernel<'a> {
 impl TileKernel for Int8Kernel<'_> {
     type Lane = u32;
 
+    fn pack_row(&self, row: usize, dst: &mut [u32]) {
+        let src = &self.x[row * self.k..(row + 1) * self.k];
+        quantize_row(
+            src,
+            self.row_scale[row],
+            self.row_zero[row],
+            dst,
+            self.use_simd,
+        );
+    }
+
     unsafe fn tile(&self, t: &Tile<u32>) {
         #[cfg(target_arch = "x86_64")]
         if self.use_simd {
@@ -189,7 +205,7 @@ impl TileKernel for Int8Kernel<'_> {
         let mut acc = [[0i32; NR]; MR];
         for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
             for p in 0..t.kc {
-                let x = (*t.a.add(r * t.a_stride + p)).to_ne_bytes();
+                let x = (*t.a.add(p * MR + r)).to_ne_bytes();
                 let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
                 for (a, &w) in acc_row.iter_mut().zip(b) {
                     let w = w.to_ne_bytes();
@@ -230,7 +246,7 @@ pub fn simd_available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::gemm::{simd::column_masks, Tile, NR};
+    use super::super::gemm::{simd::column_masks, Tile, MR, NR};
     use super::Int8Kernel;
     use std::arch::x86_64::*;
 
@@ -243,7 +259,7 @@ mod simd {
             let b0 = _mm512_loadu_si512(t.b.add(p * NR) as *const _);
             let b1 = _mm512_loadu_si512(t.b.add(p * NR + 16) as *const _);
             for (r, acc_row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_epi32(*t.a.add(r * t.a_stride + p) as i32);
+                let x = _mm512_set1_epi32(*t.a.add(p * MR + r) as i32);
                 acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, b0);
                 acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, b1);
             }
@@ -334,6 +350,33 @@ mod simd {
 mod tests {
     use super::*;
     use crate::kernels::test_util::{lcg, max_abs_diff};
+
+    /// Every row quantised, row-major quads.
+    struct QuantRows {
+        quads: Vec<u32>,
+        scale: Vec<f32>,
+        zero: Vec<i32>,
+    }
+
+    fn quantize_rows(x: &[f32], m: usize, k: usize, use_simd: bool) -> QuantRows {
+        let params = row_params_all(x, m, k, use_simd);
+        let quads = k.div_ceil(4);
+        let mut out = vec![0u32; m * quads];
+        for (r, lanes) in out.chunks_mut(quads).enumerate() {
+            quantize_row(
+                &x[r * k..(r + 1) * k],
+                params.scale[r],
+                params.zero[r],
+                lanes,
+                use_simd,
+            );
+        }
+        QuantRows {
+            quads: out,
+            scale: params.scale,
+            zero: params.zero,
+        }
+    }
 
     /// f64 product of the dequantised operands: what the integer kernel must reproduce up to f32 rounding.
     fn dequantised_reference(x: &[f32], m: usize, w: &PackedInt8, bias: &[f32]) -> Vec<f32> {

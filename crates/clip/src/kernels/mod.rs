@@ -1,10 +1,11 @@
 //! Hand-written CPU kernels: the packed-weight GEMMs behind every `nn.Linear` (f32, bf16, int8), sharing one
-//! blocked, threaded driver.
+//! blocked, threaded driver, and fused row operations.
 
 pub mod bf16_gemm;
 pub mod f32_gemm;
 pub mod gemm;
 pub mod int8_gemm;
+pub mod layer_norm;
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -3,44 +3,60 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Storage, Tensor, D};
+use candle_core::{DType, Device, Storage, Tensor};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
 use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
 use crate::kernels::f32_gemm::{linear_f32, PackedF32};
 use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
+use crate::kernels::layer_norm::layer_norm;
 use crate::model::config::{Activation, Precision};
 
 /// `nn.LayerNorm` over the last dimension.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
     eps: f64,
 }
 
 impl LayerNorm {
     /// Reads `weight` and `bias`, both `[dim]`.
     pub fn load(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        let values = |name: &str| -> Result<Vec<f32>> {
+            Ok(w.take(name, &[dim])?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?)
+        };
         Ok(Self {
-            weight: w.take("weight", &[dim])?,
-            bias: w.take("bias", &[dim])?,
+            weight: values("weight")?,
+            bias: values("bias")?,
             eps,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Two-pass variance (centre first): the one-pass E[x^2] - E[x]^2 loses precision on residual streams
-        // whose mean is large next to their spread.
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        Ok(centred
-            .broadcast_mul(&inv_std)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?)
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        let dim = self.weight.len();
+        if x.dims().last() != Some(&dim) {
+            return Err(ClipError::InvalidInput(format!(
+                "layer norm over {dim} features, got shape {:?}",
+                x.dims()
+            )));
+        }
+        let mut out = vec![0f32; x.elem_count()];
+        with_f32_values(&x, |values| {
+            layer_norm(
+                values,
+                dim,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+                &mut out,
+            )
+        })?;
+        Ok(Tensor::from_vec(out, x.shape(), x.device())?)
     }
 }
 
@@ -563,8 +579,8 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::new(&[[1000.0f32, 1001.0, 1002.0, 1003.0]], &dev).unwrap();
         let ln = LayerNorm {
-            weight: Tensor::ones(4, DType::F32, &dev).unwrap(),
-            bias: Tensor::zeros(4, DType::F32, &dev).unwrap(),
+            weight: vec![1.0; 4],
+            bias: vec![0.0; 4],
             eps: 1e-5,
         };
         let y = ln.forward(&x).unwrap().to_vec2::<f32>().unwrap();
