@@ -11,7 +11,7 @@ const LANES: usize = 16;
 /// their spread.
 pub fn layer_norm(x: &[f32], dim: usize, weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "output size");
-    assert!(dim > 0 && x.len() % dim == 0, "rows of {dim}");
+    assert!(dim > 0 && x.len().is_multiple_of(dim), "rows of {dim}");
     assert_eq!(weight.len(), dim, "weight size");
     assert_eq!(bias.len(), dim, "bias size");
     let rows = x.len() / dim;

@@ -1,6 +1,7 @@
 //! Hand-written CPU kernels: the packed-weight GEMMs behind every `nn.Linear` (f32, bf16, int8), sharing one
 //! blocked, threaded driver, and fused row operations.
 
+pub mod attention;
 pub mod bf16_gemm;
 pub mod f32_gemm;
 pub mod gemm;

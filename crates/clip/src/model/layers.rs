@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Storage, Tensor};
 
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
+use crate::kernels::attention::{attention, quick_gelu, AttentionShape};
 use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
 use crate::kernels::f32_gemm::{linear_f32, PackedF32};
 use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
@@ -217,21 +218,11 @@ pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     })
 }
 
-/// QuickGELU `x * sigmoid(1.702 x)` = `x / (1 + exp(-1.702 x))` in one pass over the values, split across the
-/// cores (candle's three separate ops each read and write the whole activation, single-threaded for sigmoid).
+/// QuickGELU in one vectorised pass over the values, split across the cores (candle's three separate ops each
+/// read and write the whole activation, single-threaded for sigmoid).
 fn quick_gelu_f32(x: &Tensor) -> Result<Tensor> {
     let mut values = x.flatten_all()?.to_vec1::<f32>()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = values.len().div_ceil(threads).max(1 << 14);
-    std::thread::scope(|scope| {
-        for part in values.chunks_mut(chunk) {
-            scope.spawn(move || {
-                for v in part {
-                    *v /= 1.0 + (-1.702 * *v).exp();
-                }
-            });
-        }
-    });
+    quick_gelu(&mut values);
     Ok(Tensor::from_vec(values, x.shape(), x.device())?)
 }
 
@@ -375,30 +366,31 @@ impl Attention {
 
     /// `x`: `[batch, seq, width]`; `mask`: additive `[seq, seq]` (e.g. [`causal_mask`]) or `None`.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, width) = x.dims3()?;
-        // [b, t, 3 * width] -> [3, b, heads, t, head_dim]: one copy puts every head of q, k and v in place.
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, t, 3, self.heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let q = qkv.get(0)?;
-        let k = qkv.get(1)?;
-        let v = qkv.get(2)?;
-        let scores = q.matmul(&k.t()?)?;
-        let scores = match self.score_scale {
-            Some(scale) => scores.affine(scale, 0.0)?,
-            None => scores,
+        let (batch, tokens, width) = x.dims3()?;
+        // [batch, tokens, 3 * width]: per token, q of every head, then k, then v.
+        let qkv = self.qkv.forward(x)?;
+        let mask = match mask {
+            Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
         };
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let shape = AttentionShape {
+            batch,
+            tokens,
+            heads: self.heads,
+            head_dim: self.head_dim,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        // [b, heads, t, head_dim] -> [b, t, width]
-        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, width))?;
-        self.out_proj.forward(&y)
+        let mut y = vec![0f32; batch * tokens * width];
+        with_f32_values(&qkv, |values| {
+            attention(
+                values,
+                shape,
+                self.score_scale.unwrap_or(1.0) as f32,
+                mask.as_deref(),
+                &mut y,
+            )
+        })?;
+        self.out_proj
+            .forward(&Tensor::from_vec(y, (batch, tokens, width), x.device())?)
     }
 }
 
@@ -524,7 +516,6 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::DType;
 
     #[test]
     fn activations_match_formulas() {
