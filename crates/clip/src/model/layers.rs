@@ -93,15 +93,15 @@ impl Linear {
     /// Builds a layer from tensors already in hand (`weight` `[out, in]`, `bias` `[out]`).
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
-        let values = weight
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
         let bias = match bias {
             Some(b) => Some(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
             None => None,
         };
-        Ok(Self::from_values(&values, out_dim, in_dim, bias))
+        // Packed straight from the tensor's storage: no intermediate copy of the weight.
+        let weight = weight.to_dtype(DType::F32)?.contiguous()?;
+        with_f32_values(&weight, |values| {
+            Self::from_values(values, out_dim, in_dim, bias)
+        })
     }
 
     fn from_values(values: &[f32], out_dim: usize, in_dim: usize, bias: Option<Vec<f32>>) -> Self {
