@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
 use crate::model::config::{Precision, VisionConfig};
-use crate::model::layers::{Encoder, EncoderShape, LayerNorm};
+use crate::model::layers::{Encoder, EncoderShape, LayerNorm, Linear};
 
 /// The vision transformer up to the pooled, post-LayerNorm class token (`pooler_output`), without projection.
 #[derive(Debug, Clone)]
@@ -16,7 +16,8 @@ pub struct VisionTransformer {
     class_embedding: Tensor,
     /// The `[width, 3, p, p]` conv kernel flattened to `[width, 3 * p * p]`: a stride-p conv without bias is one
     /// matmul over the unfolded patches.
-    patch_weight: Tensor,
+    /// The patch convolution as one bias-free linear layer over flattened `(c, y, x)` patches.
+    patch_embedding: Linear,
     position_embedding: Tensor,
     pre_layrnorm: LayerNorm,
     encoder: Encoder,
@@ -35,10 +36,12 @@ impl VisionTransformer {
         let emb = w.pp("embeddings");
         let p = c.patch_size;
         let class_embedding = emb.take("class_embedding", &[c.width])?;
-        let patch_weight = emb
-            .pp("patch_embedding")
-            .take("weight", &[c.width, 3, p, p])?
-            .reshape((c.width, 3 * p * p))?;
+        let patch_embedding = Linear::from_parts(
+            emb.pp("patch_embedding")
+                .take("weight", &[c.width, 3, p, p])?
+                .reshape((c.width, 3 * p * p))?,
+            None,
+        )?;
         let position_embedding = emb
             .pp("position_embedding")
             .take("weight", &[c.num_positions(), c.width])?;
@@ -53,7 +56,7 @@ impl VisionTransformer {
         Ok(Self {
             config: config.clone(),
             class_embedding,
-            patch_weight,
+            patch_embedding,
             position_embedding,
             // "layrnorm" is the published checkpoints' spelling.
             pre_layrnorm: LayerNorm::load(&w.pp("pre_layrnorm"), c.width, c.layer_norm_eps)?,
@@ -78,7 +81,10 @@ impl VisionTransformer {
         Ok(Self {
             config: config.clone(),
             class_embedding,
-            patch_weight: patch_weight.reshape((config.width, 3 * p * p))?,
+            patch_embedding: Linear::from_parts(
+                patch_weight.reshape((config.width, 3 * p * p))?,
+                None,
+            )?,
             position_embedding,
             pre_layrnorm,
             encoder,
@@ -128,8 +134,9 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * g * g, 3 * p * p))?;
-        let patch_embeds = patches
-            .matmul(&self.patch_weight.t()?)?
+        let patch_embeds = self
+            .patch_embedding
+            .forward(&patches)?
             .reshape((b, g * g, c.width))?;
         let class = self
             .class_embedding
