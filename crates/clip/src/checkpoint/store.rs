@@ -269,6 +269,35 @@ impl TensorStore {
         }
     }
 
+    /// Calls `f` with the values of tensor `name` (exactly `expected` shape) as f32, and marks it consumed.
+    /// f32 safetensors data is read in place from the memory map (no copy: a weight that is repacked for the
+    /// kernels goes from the file to its packed form directly); anything else goes through [`Self::take`].
+    pub fn with_values<R>(
+        &self,
+        name: &str,
+        expected: &[usize],
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R> {
+        if let (Some(entry), Source::Safetensors(st)) = (self.entries.get(name), &self.source) {
+            if entry.shape == expected
+                && entry.dtype == Some(DType::F32)
+                && cfg!(target_endian = "little")
+            {
+                if let Ok(view) = st.get(&entry.source_name) {
+                    // SAFETY: any 4 bytes are a valid f32; `align_to` only yields the aligned middle.
+                    let (head, values, tail) = unsafe { view.data().align_to::<f32>() };
+                    let count: usize = expected.iter().product();
+                    if head.is_empty() && tail.is_empty() && values.len() == count {
+                        self.consumed.borrow_mut().insert(name.to_string());
+                        return Ok(f(values));
+                    }
+                }
+            }
+        }
+        let tensor = self.take(name, expected)?.flatten_all()?;
+        Ok(f(&tensor.to_vec1::<f32>()?))
+    }
+
     /// Reads tensor `name`, which must have exactly `expected` shape, as f32 on the store's device, and marks it
     /// consumed. f16/bf16/f64 tensors are converted: the model computes in f32.
     pub fn take(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
@@ -411,6 +440,16 @@ impl<'a> Weights<'a> {
     /// [`TensorStore::take`] of `prefix.name`.
     pub fn take(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
         self.store.take(&self.key(name), expected)
+    }
+
+    /// [`TensorStore::with_values`] of `prefix.name`.
+    pub fn with_values<R>(
+        &self,
+        name: &str,
+        expected: &[usize],
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R> {
+        self.store.with_values(&self.key(name), expected, f)
     }
 
     pub fn contains(&self, name: &str) -> bool {

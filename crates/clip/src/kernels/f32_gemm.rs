@@ -30,14 +30,7 @@ impl PackedF32 {
 
     /// The weight back in `[n, k]` row-major order.
     pub fn unpack(&self) -> Vec<f32> {
-        let (n, k) = (self.out_dim(), self.k);
-        let mut out = vec![0f32; n * k];
-        for (col, row) in out.chunks_mut(k.max(1)).enumerate().take(n) {
-            for (i, v) in row.iter_mut().enumerate() {
-                *v = self.panels.lane(col, i);
-            }
-        }
-        out
+        self.panels.rows()
     }
 }
 

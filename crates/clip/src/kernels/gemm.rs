@@ -63,6 +63,25 @@ impl<L: Copy + Default + Send + Sync> Panels<L> {
         self.groups
     }
 
+    /// The lanes back in row-major `[n, groups]` order (one weight row per output column), walking the panels
+    /// sequentially.
+    pub fn rows(&self) -> Vec<L> {
+        let groups = self.groups;
+        let mut out = vec![L::default(); self.n * groups];
+        for (panel, data) in self.data.chunks(groups * NR).enumerate() {
+            for (g, lanes) in data.chunks_exact(NR).enumerate() {
+                for (lane, &value) in lanes
+                    .iter()
+                    .enumerate()
+                    .take(self.n.saturating_sub(panel * NR))
+                {
+                    out[(panel * NR + lane) * groups + g] = value;
+                }
+            }
+        }
+        out
+    }
+
     /// Lane `group` of output column `col`.
     pub fn lane(&self, col: usize, group: usize) -> L {
         self.data[(col / NR) * self.groups * NR + group * NR + col % NR]

@@ -22,41 +22,55 @@ pub struct PackedInt8 {
     col_sum: Vec<i32>,
 }
 
-/// Symmetric per-channel quantisation of one weight row: `(q, scale)` with `q` in [-127, 127].
-fn quantize_weight_row(row: &[f32]) -> (Vec<i8>, f32) {
+/// Round to nearest, ties to even, for `|v| < 2^22`: adding and subtracting 1.5 * 2^23 leaves the rounded value
+/// (plain arithmetic, so it vectorises where `round_ties_even` would call libm on baseline x86-64).
+#[inline(always)]
+fn round_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// The symmetric per-channel scale of one weight row: `max |w| / 127` (1 for an all-zero row).
+fn weight_scale(row: &[f32]) -> f32 {
     let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let q = row
-        .iter()
-        .map(|v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8)
-        .collect();
-    (q, scale)
+    if max > 0.0 {
+        max / 127.0
+    } else {
+        1.0
+    }
 }
 
 impl PackedInt8 {
     /// Quantises and packs `weight` (row-major `[n, k]`); the tail of `k` past a multiple of 4 is zero.
     pub fn pack(weight: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(weight.len(), n * k, "weight size");
-        let rows: Vec<(Vec<i8>, f32)> = weight
-            .chunks(k.max(1))
-            .take(n)
-            .map(quantize_weight_row)
-            .collect();
+        let rows = || weight.chunks(k.max(1)).take(n);
+        let scale: Vec<f32> = rows().map(weight_scale).collect();
+        // Quantised on all cores while packing.
         let panels = Panels::pack(n, k.div_ceil(4), |col, lanes| {
-            let q = &rows[col].0;
+            let (row, inv) = (&weight[col * k..(col + 1) * k], 1.0 / scale[col]);
             for (g, lane) in lanes.iter_mut().enumerate() {
-                let byte = |i: usize| q.get(4 * g + i).map_or(0, |&v| v as u8);
+                let byte = |i: usize| {
+                    row.get(4 * g + i).map_or(0, |&v| {
+                        round_small(v * inv).clamp(-127.0, 127.0) as i8 as u8
+                    })
+                };
                 *lane = u32::from_ne_bytes([byte(0), byte(1), byte(2), byte(3)]);
             }
         });
+        let col_sum = (0..n)
+            .map(|col| {
+                (0..panels.groups())
+                    .flat_map(|g| panels.lane(col, g).to_ne_bytes())
+                    .map(|b| i32::from(b as i8))
+                    .sum()
+            })
+            .collect();
         Self {
             k,
             panels,
-            scale: rows.iter().map(|(_, s)| *s).collect(),
-            col_sum: rows
-                .iter()
-                .map(|(q, _)| q.iter().map(|&v| i32::from(v)).sum())
-                .collect(),
+            scale,
+            col_sum,
         }
     }
 

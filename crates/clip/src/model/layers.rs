@@ -79,15 +79,17 @@ enum LinearWeight {
 impl Linear {
     /// Reads `weight` `[out, in]` and `bias` `[out]`.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Self::from_parts(
-            w.take("weight", &[out_dim, in_dim])?,
-            Some(w.take("bias", &[out_dim])?),
-        )
+        let bias = w.with_values("bias", &[out_dim], <[f32]>::to_vec)?;
+        w.with_values("weight", &[out_dim, in_dim], |values| {
+            Self::from_values(values, out_dim, in_dim, Some(bias))
+        })
     }
 
     /// Reads only `weight` (CLIP's projections have no bias).
     pub fn load_no_bias(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Self::from_parts(w.take("weight", &[out_dim, in_dim])?, None)
+        w.with_values("weight", &[out_dim, in_dim], |values| {
+            Self::from_values(values, out_dim, in_dim, None)
+        })
     }
 
     /// Builds a layer from tensors already in hand (`weight` `[out, in]`, `bias` `[out]`).
@@ -288,21 +290,21 @@ impl Attention {
     /// Reads `q_proj`, `k_proj`, `v_proj` and `out_proj` (`weight` `[width, width]`, `bias` `[width]`).
     pub fn load(w: &Weights, width: usize, heads: usize) -> Result<Self> {
         let head_dim = width / heads;
-        let scale = (head_dim as f64).powf(-0.5);
-        let take = |name: &str| -> Result<(Tensor, Tensor)> {
+        let scale = (head_dim as f32).powf(-0.5);
+        // q, k and v stacked straight from the checkpoint, q scaled on the way.
+        let mut weight = Vec::with_capacity(3 * width * width);
+        let mut bias = Vec::with_capacity(3 * width);
+        for (name, factor) in [("q_proj", scale), ("k_proj", 1.0), ("v_proj", 1.0)] {
             let p = w.pp(name);
-            Ok((
-                p.take("weight", &[width, width])?,
-                p.take("bias", &[width])?,
-            ))
-        };
-        let (qw, qb) = take("q_proj")?;
-        let (kw, kb) = take("k_proj")?;
-        let (vw, vb) = take("v_proj")?;
-        let weight = Tensor::cat(&[&qw.affine(scale, 0.0)?, &kw, &vw], 0)?;
-        let bias = Tensor::cat(&[&qb.affine(scale, 0.0)?, &kb, &vb], 0)?;
+            p.with_values("weight", &[width, width], |v| {
+                weight.extend(v.iter().map(|x| x * factor))
+            })?;
+            p.with_values("bias", &[width], |v| {
+                bias.extend(v.iter().map(|x| x * factor))
+            })?;
+        }
         Ok(Self {
-            qkv: Linear::from_parts(weight, Some(bias))?,
+            qkv: Linear::from_values(&weight, 3 * width, width, Some(bias)),
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
             heads,
             head_dim,
