@@ -63,20 +63,15 @@ impl<L: Copy + Default + Send + Sync> Panels<L> {
         self.groups
     }
 
-    /// The lanes back in row-major `[n, groups]` order (one weight row per output column), walking the panels
-    /// sequentially.
+    /// The lanes back in row-major `[n, groups]` order (one weight row per output column), written
+    /// sequentially (the strided reads stay within one panel, which fits in L2).
     pub fn rows(&self) -> Vec<L> {
         let groups = self.groups;
         let mut out = vec![L::default(); self.n * groups];
-        for (panel, data) in self.data.chunks(groups * NR).enumerate() {
-            for (g, lanes) in data.chunks_exact(NR).enumerate() {
-                for (lane, &value) in lanes
-                    .iter()
-                    .enumerate()
-                    .take(self.n.saturating_sub(panel * NR))
-                {
-                    out[(panel * NR + lane) * groups + g] = value;
-                }
+        for (col, row) in out.chunks_exact_mut(groups.max(1)).enumerate() {
+            let panel = &self.data[(col / NR) * groups * NR..];
+            for (g, value) in row.iter_mut().enumerate() {
+                *value = panel[g * NR + col % NR];
             }
         }
         out
