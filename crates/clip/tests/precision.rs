@@ -108,7 +108,95 @@ fn check_full_size(precision: Precision) {
     };
     let dir = PathBuf::from(dir);
     let model = clip::checkpoint::hf::load_hf_model(&dir, &Device::Cpu).unwrap();
-    compare("full ViT-B/32", model, &dir, precision);
+    compare(
+        &format!("full-size {}", dir.display()),
+        model,
+        &dir,
+        precision,
+    );
+    photo_agreement(&dir, precision);
+}
+
+/// The 24 photos of the zero-shot fixture dataset (real images: skimage and generated scenes).
+fn photos() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures().join("zeroshot/test"))
+        .unwrap()
+        .flat_map(|class| std::fs::read_dir(class.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Zero-shot decisions over real photos at `precision` against the same model in f32: every image embedding
+/// within the cosine bar, and the share of unchanged argmax decisions printed.
+fn photo_agreement(dir: &Path, precision: Precision) -> (usize, usize) {
+    let load = |precision| {
+        let options = clip::LoadOptions {
+            precision,
+            ..Default::default()
+        };
+        clip::Clip::load(dir.to_str().unwrap(), &options).unwrap()
+    };
+    let (exact, reduced) = (load(Precision::F32), load(precision));
+    let paths = photos();
+    let classes = [
+        "astronaut",
+        "cat",
+        "coffee",
+        "galaxy",
+        "motorcycle",
+        "rocket",
+    ];
+    let prompts: Vec<String> = classes
+        .iter()
+        .map(|c| format!("a photo of a {c}"))
+        .collect();
+    let pixels: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|p| exact.preprocess_path(p).unwrap())
+        .collect();
+    let (want, got) = (
+        exact.encode_pixels(&pixels).unwrap(),
+        reduced.encode_pixels(&pixels).unwrap(),
+    );
+    let worst = want
+        .iter()
+        .zip(&got)
+        .fold(1f32, |m, (w, g)| m.min(cosine(w, g)));
+    let decisions = |clip: &clip::Clip, features: &[Vec<f32>]| -> Vec<usize> {
+        let text = clip.encode_texts(&prompts, false).unwrap();
+        clip.probabilities(features, &text)
+            .unwrap()
+            .iter()
+            .map(|row| argmax(row))
+            .collect()
+    };
+    let agree = decisions(&exact, &want)
+        .iter()
+        .zip(decisions(&reduced, &got))
+        .filter(|(a, b)| **a == *b)
+        .count();
+    println!(
+        "{} {precision} on {} photos: min image cosine to f32 {worst:.6}, zero-shot argmax agreement {agree}/{}",
+        dir.display(),
+        paths.len(),
+        paths.len()
+    );
+    let bar = min_cosine(precision);
+    assert!(
+        worst >= bar,
+        "{precision}: cosine {worst} < {bar} on photos"
+    );
+    (agree, paths.len())
+}
+
+#[test]
+fn reduced_precisions_keep_zero_shot_decisions_on_photos() {
+    let dir = fixtures().join("models/hf_tiny_quickgelu");
+    for precision in [Precision::Bf16, Precision::Int8] {
+        photo_agreement(&dir, precision);
+    }
 }
 
 #[test]
