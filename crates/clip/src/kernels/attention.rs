@@ -27,6 +27,17 @@ pub fn attention(
     mask: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    attention_with(qkv, s, score_scale, mask, out, avx512_available())
+}
+
+fn attention_with(
+    qkv: &[f32],
+    s: AttentionShape,
+    score_scale: f32,
+    mask: Option<&[f32]>,
+    out: &mut [f32],
+    use_simd: bool,
+) {
     let width = s.heads * s.head_dim;
     assert_eq!(qkv.len(), s.batch * s.tokens * 3 * width, "qkv size");
     assert_eq!(out.len(), s.batch * s.tokens * width, "output size");
@@ -42,17 +53,17 @@ pub fn attention(
     } else {
         1
     };
-    let use_simd = avx512_available();
     let out_ptr = OutPtr(out.as_mut_ptr());
     let run = |first: usize, last: usize| {
         let out = out_ptr;
         let mut scratch = Scratch::new(s);
+        let mut tiles = TiledScratch::new(s);
         for unit in first..last {
             let (image, head) = (unit / s.heads, unit % s.heads);
             // SAFETY: each unit writes only its own image's rows, in its own head's columns.
             unsafe {
                 if use_simd {
-                    simd::head(qkv, s, image, head, score_scale, mask, &mut scratch, out.0);
+                    simd::head(qkv, s, image, head, score_scale, mask, &mut tiles, out.0);
                 } else {
                     head_attention(qkv, s, image, head, score_scale, mask, &mut scratch, out.0);
                 }
@@ -97,6 +108,38 @@ impl Scratch {
             values: vec![0.0; s.tokens * s.head_dim],
             scores: vec![0.0; s.tokens],
             row: vec![0.0; s.head_dim],
+        }
+    }
+}
+
+/// Buffers of the register-tiled AVX-512 path, padded so every vector load stays inside them: queries
+/// `[rows4, head_dim]`, keys transposed `[head_dim, keys16]`, values `[keys16, dim16]` and the score/probability
+/// matrix `[rows4, keys16]` (rows rounded up to 4, keys and the head dimension to 16; padding stays zero).
+struct TiledScratch {
+    queries: Vec<f32>,
+    keys_t: Vec<f32>,
+    values: Vec<f32>,
+    probs: Vec<f32>,
+    rows4: usize,
+    keys16: usize,
+    dim16: usize,
+}
+
+impl TiledScratch {
+    fn new(s: AttentionShape) -> Self {
+        let (rows4, keys16, dim16) = (
+            s.tokens.div_ceil(4) * 4,
+            s.tokens.div_ceil(16) * 16,
+            s.head_dim.div_ceil(16) * 16,
+        );
+        Self {
+            queries: vec![0.0; rows4 * s.head_dim],
+            keys_t: vec![0.0; s.head_dim * keys16],
+            values: vec![0.0; keys16 * dim16],
+            probs: vec![0.0; rows4 * keys16],
+            rows4,
+            keys16,
+            dim16,
         }
     }
 }
@@ -235,8 +278,14 @@ fn quick_gelu_generic(values: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::*;
+    use std::arch::x86_64::*;
 
-    /// [`head_attention`] compiled with AVX-512.
+    /// One (image, head) with register tiles: scores as 4 query rows x 64 keys (16 accumulators, each key
+    /// vector loaded once for four rows), then the softmax in place, then the output as 4 rows x 64 features over
+    /// the probability-weighted value rows.
+    ///
+    /// # Safety
+    /// As [`head_attention`]; the CPU has AVX-512 F.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn head(
@@ -246,10 +295,146 @@ mod simd {
         head: usize,
         score_scale: f32,
         mask: Option<&[f32]>,
-        scratch: &mut Scratch,
+        b: &mut TiledScratch,
         out: *mut f32,
     ) {
-        head_attention(qkv, s, image, head, score_scale, mask, scratch, out)
+        let (t, d) = (s.tokens, s.head_dim);
+        let width = s.heads * d;
+        let (keys16, dim16) = (b.keys16, b.dim16);
+        let token_row = |i: usize, part: usize| {
+            let start = ((image * t + i) * 3 + part) * width + head * d;
+            &qkv[start..start + d]
+        };
+        for i in 0..t {
+            b.queries[i * d..(i + 1) * d].copy_from_slice(token_row(i, 0));
+            for (c, &k) in token_row(i, 1).iter().enumerate() {
+                b.keys_t[c * keys16 + i] = k;
+            }
+            b.values[i * dim16..i * dim16 + d].copy_from_slice(token_row(i, 2));
+        }
+        // Scores.
+        for jc in (0..keys16).step_by(64) {
+            let blocks = ((keys16 - jc) / 16).min(4);
+            for ig in (0..b.rows4).step_by(4) {
+                match blocks {
+                    1 => scores_tile::<1>(b, d, ig, jc),
+                    2 => scores_tile::<2>(b, d, ig, jc),
+                    3 => scores_tile::<3>(b, d, ig, jc),
+                    _ => scores_tile::<4>(b, d, ig, jc),
+                }
+            }
+        }
+        // Softmax over the real keys of each real row; padding keys keep probability 0.
+        for i in 0..t {
+            let row = &mut b.probs[i * keys16..i * keys16 + t];
+            match mask {
+                Some(m) => {
+                    for (v, &m) in row.iter_mut().zip(&m[i * t..(i + 1) * t]) {
+                        *v = *v * score_scale + m;
+                    }
+                }
+                None => {
+                    for v in row.iter_mut() {
+                        *v *= score_scale;
+                    }
+                }
+            }
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+        // Output rows.
+        for dc in (0..dim16).step_by(64) {
+            let blocks = ((dim16 - dc) / 16).min(4);
+            for ig in (0..t).step_by(4) {
+                let tile = OutTile {
+                    first_row: ig,
+                    rows: (t - ig).min(4),
+                    first_col: dc,
+                    cols: (d - dc).min(64),
+                    out: out.add((image * t + ig) * width + head * d + dc),
+                    ld: width,
+                };
+                match blocks {
+                    1 => output_tile::<1>(b, t, &tile),
+                    2 => output_tile::<2>(b, t, &tile),
+                    3 => output_tile::<3>(b, t, &tile),
+                    _ => output_tile::<4>(b, t, &tile),
+                }
+            }
+        }
+    }
+
+    /// `probs[ig..ig+4][jc..jc+16B] = q · k` over the head dimension.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scores_tile<const B: usize>(b: &mut TiledScratch, d: usize, ig: usize, jc: usize) {
+        let mut acc = [[_mm512_setzero_ps(); B]; 4];
+        let (q, kt) = (b.queries.as_ptr(), b.keys_t.as_ptr());
+        for c in 0..d {
+            let mut keys = [_mm512_setzero_ps(); B];
+            for (blk, k) in keys.iter_mut().enumerate() {
+                *k = _mm512_loadu_ps(kt.add(c * b.keys16 + jc + 16 * blk));
+            }
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let qv = _mm512_set1_ps(*q.add((ig + r) * d + c));
+                for (a, &k) in acc_row.iter_mut().zip(&keys) {
+                    *a = _mm512_fmadd_ps(qv, k, *a);
+                }
+            }
+        }
+        let probs = b.probs.as_mut_ptr();
+        for (r, acc_row) in acc.iter().enumerate() {
+            for (blk, &a) in acc_row.iter().enumerate() {
+                _mm512_storeu_ps(probs.add((ig + r) * b.keys16 + jc + 16 * blk), a);
+            }
+        }
+    }
+
+    /// Where one output tile goes: up to 4 rows x 64 features of one head.
+    struct OutTile {
+        first_row: usize,
+        rows: usize,
+        first_col: usize,
+        cols: usize,
+        out: *mut f32,
+        ld: usize,
+    }
+
+    /// `out[rows][cols] = Σ_j p[row][j] v[j][cols]` over the `t` real keys.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn output_tile<const B: usize>(b: &TiledScratch, t: usize, tile: &OutTile) {
+        let mut acc = [[_mm512_setzero_ps(); B]; 4];
+        let (p, v) = (b.probs.as_ptr(), b.values.as_ptr());
+        for j in 0..t {
+            let mut vals = [_mm512_setzero_ps(); B];
+            for (blk, x) in vals.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(v.add(j * b.dim16 + tile.first_col + 16 * blk));
+            }
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let pv = _mm512_set1_ps(*p.add((tile.first_row + r) * b.keys16 + j));
+                for (a, &x) in acc_row.iter_mut().zip(&vals) {
+                    *a = _mm512_fmadd_ps(pv, x, *a);
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate().take(tile.rows) {
+            for (blk, &a) in acc_row.iter().enumerate() {
+                let live = tile.cols.saturating_sub(16 * blk).min(16);
+                if live > 0 {
+                    let mask = ((1u32 << live) - 1) as __mmask16;
+                    _mm512_mask_storeu_ps(tile.out.add(r * tile.ld + 16 * blk), mask, a);
+                }
+            }
+        }
     }
 
     /// [`quick_gelu_generic`] compiled with AVX-512.
@@ -265,16 +450,16 @@ mod simd {
 
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn head(
-        qkv: &[f32],
-        s: AttentionShape,
-        image: usize,
-        head: usize,
-        score_scale: f32,
-        mask: Option<&[f32]>,
-        scratch: &mut Scratch,
-        out: *mut f32,
+        _qkv: &[f32],
+        _s: AttentionShape,
+        _image: usize,
+        _head: usize,
+        _score_scale: f32,
+        _mask: Option<&[f32]>,
+        _scratch: &mut TiledScratch,
+        _out: *mut f32,
     ) {
-        head_attention(qkv, s, image, head, score_scale, mask, scratch, out)
+        unreachable!("avx512_available() is false off x86_64")
     }
 
     pub(super) unsafe fn quick_gelu(values: &mut [f32]) {
@@ -332,7 +517,9 @@ mod tests {
 
     #[test]
     fn matches_f64_reference_with_and_without_a_causal_mask() {
-        for &(batch, tokens, heads, head_dim) in &[(1, 5, 2, 3), (3, 50, 4, 16), (2, 77, 8, 64)] {
+        for &(batch, tokens, heads, head_dim) in
+            &[(1, 5, 2, 3), (3, 50, 4, 16), (2, 77, 8, 64), (1, 70, 2, 80)]
+        {
             let s = AttentionShape {
                 batch,
                 tokens,

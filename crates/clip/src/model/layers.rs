@@ -165,6 +165,11 @@ impl Linear {
 
     /// Applies the layer to the last dimension of `x` as one GEMM over all leading dimensions.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_then(x, |_| {})
+    }
+
+    /// [`Self::forward`], then `epilogue` on the output values in place (e.g. an activation).
+    pub fn forward_then(&self, x: &Tensor, epilogue: impl FnOnce(&mut [f32])) -> Result<Tensor> {
         let dims = x.dims();
         let Some((&in_dim, lead)) = dims.split_last() else {
             return Err(ClipError::InvalidInput("linear layer on a scalar".into()));
@@ -186,6 +191,7 @@ impl Linear {
                 LinearWeight::Int8(w) => linear_int8(input, rows, w, bias, &mut out),
             }
         })?;
+        epilogue(&mut out);
         let mut out_shape = lead.to_vec();
         out_shape.push(self.out_dim());
         Ok(Tensor::from_vec(out, out_shape, x.device())?)
@@ -265,8 +271,11 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(x)?;
-        let h = activate(&h, self.activation)?;
+        let h = match self.activation {
+            // Applied to the GEMM's output buffer before it becomes a tensor: no extra copy.
+            Activation::QuickGelu => self.fc1.forward_then(x, quick_gelu)?,
+            other => activate(&self.fc1.forward(x)?, other)?,
+        };
         self.fc2.forward(&h)
     }
 }
