@@ -56,16 +56,24 @@ fn attention_with(
     let out_ptr = OutPtr(out.as_mut_ptr());
     let run = |first: usize, last: usize| {
         let out = out_ptr;
-        let mut scratch = Scratch::new(s);
-        let mut tiles = TiledScratch::new(s);
+        // Each path's own buffers, allocated once per thread.
+        let (mut scratch, mut tiles) = if use_simd {
+            (None, Some(TiledScratch::new(s)))
+        } else {
+            (Some(Scratch::new(s)), None)
+        };
         for unit in first..last {
             let (image, head) = (unit / s.heads, unit % s.heads);
             // SAFETY: each unit writes only its own image's rows, in its own head's columns.
             unsafe {
-                if use_simd {
-                    simd::head(qkv, s, image, head, score_scale, mask, &mut tiles, out.0);
-                } else {
-                    head_attention(qkv, s, image, head, score_scale, mask, &mut scratch, out.0);
+                match (&mut tiles, &mut scratch) {
+                    (Some(tiles), _) => {
+                        simd::head(qkv, s, image, head, score_scale, mask, tiles, out.0)
+                    }
+                    (None, Some(scratch)) => {
+                        head_attention(qkv, s, image, head, score_scale, mask, scratch, out.0)
+                    }
+                    (None, None) => unreachable!("one of the two is allocated"),
                 }
             }
         }
