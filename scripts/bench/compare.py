@@ -1,14 +1,14 @@
 """Same machine, same run: PyTorch (transformers CLIPModel) vs `clip bench`, optionally ONNX Runtime.
 
-Usage (a full-size random checkpoint, never committed):
-    python scripts/make_full_vitb32.py /tmp/vitb32
+Usage (a full-size random checkpoint, never committed; generated on demand when MODEL_DIR does not hold one):
     cargo build --release -p clip-cli
-    python scripts/bench/compare.py /tmp/vitb32 [--batch 1,8,32] [--iters 5] [--dtypes f32,bf16,int8] [--onnx]
+    python scripts/bench/compare.py /tmp/vitb32 [--arch vit-b-32|vit-l-14] [--batch 1,8,32] [--iters 5]
+                                    [--dtypes f32,bf16,int8] [--onnx]
 
 Prints images/s and texts/s per batch size for PyTorch f32, ONNX Runtime f32 (with --onnx; its exported graphs
 are first checked against PyTorch) and clip at each dtype, with each engine's ratio to PyTorch (batch-1 latency
 ratio is the inverse of the batch-1 throughput ratio). Every engine uses all cores. Time benchmarks only on an
-otherwise idle machine. ViT-L/14: `python scripts/make_full_vitb32.py /tmp/vitl14 --arch vit-l-14`.
+otherwise idle machine. ViT-L/14: `python scripts/bench/compare.py /tmp/vitl14 --arch vit-l-14 --batch 1,8`.
 """
 import argparse
 import json
@@ -132,7 +132,13 @@ def main():
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--dtypes", default="f32,bf16,int8", help="clip dtypes to run (f32 first is the baseline)")
     parser.add_argument("--onnx", action="store_true", help="also run ONNX Runtime (exported and checked here)")
+    parser.add_argument("--arch", default="vit-b-32", choices=["vit-b-32", "vit-l-14"],
+                        help="architecture of the random checkpoint generated when MODEL_DIR has none")
     args = parser.parse_args()
+    if not os.path.exists(os.path.join(args.model_dir, "model.safetensors")):
+        generator = os.path.join(ROOT, "scripts", "make_full_vitb32.py")
+        print(f"generating a random {args.arch} checkpoint in {args.model_dir}", file=sys.stderr)
+        subprocess.run([sys.executable, generator, args.model_dir, "--arch", args.arch], check=True)
     batches = [int(b) for b in args.batch.split(",")]
     dtypes = args.dtypes.split(",")
 
