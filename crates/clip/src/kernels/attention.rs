@@ -4,6 +4,7 @@
 //! for the output projection. Also QuickGELU, which shares the vectorisable `exp`.
 
 use super::gemm::avx512_available;
+use super::pool::{run_chunks_mut, run_parts, SharedMut};
 
 /// Work (in multiply-adds) below which one thread does everything.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
@@ -53,7 +54,7 @@ fn attention_with(
     } else {
         1
     };
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = SharedMut(out.as_mut_ptr());
     let run = |first: usize, last: usize| {
         let out = out_ptr;
         // Each path's own buffers, allocated once per thread.
@@ -83,22 +84,10 @@ fn attention_with(
         run(0, units);
         return;
     }
-    std::thread::scope(|scope| {
-        for t in 1..threads {
-            let (first, last) = (t * per_thread, ((t + 1) * per_thread).min(units));
-            if first < last {
-                scope.spawn(move || run(first, last));
-            }
-        }
-        run(0, per_thread.min(units));
+    run_parts(units.div_ceil(per_thread), &|t| {
+        run(t * per_thread, ((t + 1) * per_thread).min(units))
     });
 }
-
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: threads write disjoint (image, head) blocks of the output (see `attention`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// Per-thread buffers: one head's keys transposed (`[head_dim, tokens]`, so a query's scores are a row of
 /// broadcast multiply-adds), its values (`[tokens, head_dim]`), one score row and one output row.
@@ -264,16 +253,7 @@ pub fn quick_gelu(values: &mut [f32]) {
         run(values);
         return;
     }
-    std::thread::scope(|scope| {
-        let mut parts = values.chunks_mut(chunk);
-        let first = parts.next();
-        for part in parts {
-            scope.spawn(move || run(part));
-        }
-        if let Some(part) = first {
-            run(part);
-        }
-    });
+    run_chunks_mut(values, chunk, |_, part| run(part));
 }
 
 #[inline(always)]

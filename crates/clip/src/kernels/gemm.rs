@@ -6,7 +6,11 @@
 //! (one f32, a pair of bf16, a quad of int8 — one 32-bit lane), the panel holds the `NR` columns' lanes side by
 //! side, which is what a micro-kernel multiplies against one broadcast activation lane. Packing at load is what
 //! makes batch 1 fast: a general GEMM re-packs the whole weight on every call, as much memory traffic as the
-//! arithmetic of a 50-row product.
+//! arithmetic of a 50-row product. The activations are converted (rounded, quantised) and interleaved per call into
+//! blocks of [`MR`] rows, lane by lane, so a micro-kernel reads all its rows' lanes from one stream at constant
+//! offsets. Work is split across cores through the kernels' persistent pool ([`super::pool`]).
+
+use super::pool::{run_chunks_mut, run_parts, SharedMut};
 
 /// Output columns per packed panel (two 16-lane vectors).
 pub const NR: usize = 32;
@@ -34,21 +38,16 @@ impl<L: Copy + Default + Send + Sync> Panels<L> {
         let panel_len = groups * NR;
         let mut data = vec![L::default(); panels * panel_len];
         let per_thread = panels.div_ceil(threads_for(panels)).max(1);
-        let fill_row = &fill_row;
-        std::thread::scope(|scope| {
-            for (t, chunk) in data.chunks_mut((per_thread * panel_len).max(1)).enumerate() {
-                scope.spawn(move || {
-                    let mut row = vec![L::default(); groups];
-                    for (i, panel) in chunk.chunks_mut(panel_len.max(1)).enumerate() {
-                        let first_col = (t * per_thread + i) * NR;
-                        for lane in 0..NR.min(n - first_col) {
-                            fill_row(first_col + lane, &mut row);
-                            for (g, &value) in row.iter().enumerate() {
-                                panel[g * NR + lane] = value;
-                            }
-                        }
+        run_chunks_mut(&mut data, (per_thread * panel_len).max(1), |t, chunk| {
+            let mut row = vec![L::default(); groups];
+            for (i, panel) in chunk.chunks_mut(panel_len.max(1)).enumerate() {
+                let first_col = (t * per_thread + i) * NR;
+                for lane in 0..NR.min(n - first_col) {
+                    fill_row(first_col + lane, &mut row);
+                    for (g, &value) in row.iter().enumerate() {
+                        panel[g * NR + lane] = value;
                     }
-                });
+                }
             }
         });
         Self { n, groups, data }
@@ -134,38 +133,31 @@ pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [
     let threads = threads_for(panels.max(blocks));
     let blocks_per_thread = blocks.div_ceil(threads);
     let panels_per_thread = panels.div_ceil(threads);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    let a_ptr = SendPtr(a.as_mut_ptr());
-    let barrier = std::sync::Barrier::new(threads);
-    let work = |t: usize| {
-        let (a_ptr, out) = (a_ptr, out_ptr);
-        // Phase 1: this thread's share of the activation blocks.
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    // Phase 1: the activation blocks, converted and interleaved, split across the cores.
+    run_chunks_mut(&mut a, blocks_per_thread * block_len, |t, part| {
         let mut rows = vec![K::Lane::default(); block_len];
-        for block in
-            (t * blocks_per_thread..(t + 1) * blocks_per_thread).take_while(|&b| b < blocks)
-        {
-            let first_row = block * MR;
+        for (i, dst) in part.chunks_exact_mut(block_len).enumerate() {
+            let first_row = (t * blocks_per_thread + i) * MR;
             let live = MR.min(m - first_row);
-            for (r, dst) in rows.chunks_mut(groups.max(1)).take(live).enumerate() {
-                kernel.pack_row(first_row + r, dst);
+            for (r, row) in rows.chunks_mut(groups.max(1)).take(live).enumerate() {
+                kernel.pack_row(first_row + r, row);
             }
-            // SAFETY: block `block` of `a` is written by this thread only, before the barrier.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(a_ptr.0.add(block * block_len), block_len)
-            };
             for r in 0..live {
                 for (g, &lane) in rows[r * groups..(r + 1) * groups].iter().enumerate() {
                     dst[g * MR + r] = lane;
                 }
             }
         }
-        barrier.wait();
-        // Phase 2: this thread's output columns (disjoint panels), reading every activation block.
+    });
+    // Phase 2: each part owns a run of output columns (disjoint panels) and reads every activation block.
+    let a = &a;
+    run_parts(panels.div_ceil(panels_per_thread), &|t| {
+        let out = out_ptr;
         let (first_panel, last_panel) = (
-            (t * panels_per_thread).min(panels),
+            t * panels_per_thread,
             ((t + 1) * panels_per_thread).min(panels),
         );
-        let a = a_ptr.0 as *const K::Lane;
         for kb in (0..groups.max(1)).step_by(KC) {
             let kc = KC.min(groups - kb);
             for mb in (0..m).step_by(MC) {
@@ -176,7 +168,7 @@ pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [
                     for row in (mb..mb + mc).step_by(MR) {
                         let tile = Tile {
                             // SAFETY: block row / MR exists and kb < groups.
-                            a: unsafe { a.add((row / MR) * block_len + kb * MR) },
+                            a: unsafe { a.as_ptr().add((row / MR) * block_len + kb * MR) },
                             b,
                             kc,
                             // SAFETY: (row, col) is inside the m x n output.
@@ -188,26 +180,14 @@ pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [
                             cols: NR.min(n - col),
                             first: kb == 0,
                         };
-                        // SAFETY: the tile's lanes exist (sizes above); this thread alone owns panels
-                        // first_panel..last_panel, i.e. these output columns; `a` is complete after the barrier.
+                        // SAFETY: the tile's lanes exist (sizes above); this part alone owns panels
+                        // first_panel..last_panel, i.e. these output columns.
                         unsafe { kernel.tile(&tile) };
                     }
                 }
             }
         }
-    };
-    if threads == 1 {
-        work(0);
-    } else {
-        // Scoped threads measured faster here than sharing rayon's pool with candle's own parallel ops.
-        std::thread::scope(|scope| {
-            for t in 1..threads {
-                let work = &work;
-                scope.spawn(move || work(t));
-            }
-            work(0);
-        });
-    }
+    });
 }
 
 /// Threads worth starting for `panels` units of work.
@@ -217,18 +197,6 @@ fn threads_for(panels: usize) -> usize {
         .min(panels)
         .max(1)
 }
-
-/// A raw pointer shared by threads that write disjoint parts of one buffer.
-struct SendPtr<T>(*mut T);
-impl<T> Clone for SendPtr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for SendPtr<T> {}
-// SAFETY: threads write disjoint regions (see `run`).
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
 
 /// Calls `$f::<R>($args)` for the runtime row count `$rows` (1..=MR): each row count gets its own fully unrolled
 /// micro-kernel, so a 50-token batch-1 input runs 4 x 12 + 1 x 2 rows, not 5 x 12.

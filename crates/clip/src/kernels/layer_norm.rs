@@ -1,6 +1,8 @@
 //! `nn.LayerNorm` over the last dimension in one pass per row (candle's composition of ten element-wise ops
 //! allocates and sweeps the activation ten times), rows split across cores for large inputs.
 
+use super::pool::run_chunks_mut;
+
 /// Work (in values) below which one thread does the whole tensor: spawning costs more than it saves.
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
 /// Partial sums kept side by side, so the compiler can vectorise the reductions.
@@ -32,15 +34,8 @@ pub fn layer_norm(x: &[f32], dim: usize, weight: &[f32], bias: &[f32], eps: f32,
         return;
     }
     let per_thread = rows.div_ceil(threads) * dim;
-    std::thread::scope(|scope| {
-        let mut parts = x.chunks(per_thread).zip(out.chunks_mut(per_thread));
-        let first = parts.next();
-        for (src, dst) in parts {
-            scope.spawn(move || run(src, dst));
-        }
-        if let Some((src, dst)) = first {
-            run(src, dst);
-        }
+    run_chunks_mut(out, per_thread, |i, dst| {
+        run(&x[i * per_thread..i * per_thread + dst.len()], dst)
     });
 }
 

@@ -7,6 +7,7 @@ pub mod f32_gemm;
 pub mod gemm;
 pub mod int8_gemm;
 pub mod layer_norm;
+pub mod pool;
 
 #[cfg(test)]
 pub(crate) mod test_util {
