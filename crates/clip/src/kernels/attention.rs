@@ -178,35 +178,43 @@ unsafe fn head_attention(
                 *sc += q * k;
             }
         }
-        match mask {
-            Some(m) => {
-                for (sc, &m) in scores.iter_mut().zip(&m[i * t..(i + 1) * t]) {
-                    *sc = *sc * score_scale + m;
-                }
-            }
-            None => {
-                for sc in scores.iter_mut() {
-                    *sc *= score_scale;
-                }
-            }
-        }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0;
-        for sc in scores.iter_mut() {
-            *sc = exp(*sc - max);
-            sum += *sc;
-        }
-        let inv = 1.0 / sum;
+        softmax_row(scores, mask.map(|m| &m[i * t..(i + 1) * t]), score_scale);
         let row = &mut scratch.row;
         row.fill(0.0);
         for (j, &p) in scores.iter().enumerate() {
-            let p = p * inv;
             for (y, &v) in row.iter_mut().zip(&scratch.values[j * d..(j + 1) * d]) {
                 *y += p * v;
             }
         }
         let dst = std::slice::from_raw_parts_mut(out.add((image * t + i) * width + head * d), d);
         dst.copy_from_slice(row);
+    }
+}
+
+/// `row = softmax(row * scale + mask)` in place (the scores of one query).
+#[inline(always)]
+fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32) {
+    match mask {
+        Some(m) => {
+            for (v, &m) in row.iter_mut().zip(m) {
+                *v = *v * scale + m;
+            }
+        }
+        None => {
+            for v in row.iter_mut() {
+                *v *= scale;
+            }
+        }
+    }
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -315,28 +323,7 @@ mod simd {
         // Softmax over the real keys of each real row; padding keys keep probability 0.
         for i in 0..t {
             let row = &mut b.probs[i * keys16..i * keys16 + t];
-            match mask {
-                Some(m) => {
-                    for (v, &m) in row.iter_mut().zip(&m[i * t..(i + 1) * t]) {
-                        *v = *v * score_scale + m;
-                    }
-                }
-                None => {
-                    for v in row.iter_mut() {
-                        *v *= score_scale;
-                    }
-                }
-            }
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut sum = 0.0;
-            for v in row.iter_mut() {
-                *v = exp(*v - max);
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            for v in row.iter_mut() {
-                *v *= inv;
-            }
+            softmax_row(row, mask.map(|m| &m[i * t..(i + 1) * t]), score_scale);
         }
         // Output rows.
         for dc in (0..dim16).step_by(64) {
