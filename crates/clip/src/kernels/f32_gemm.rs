@@ -47,10 +47,7 @@ fn linear_f32_with(
     out: &mut [f32],
     use_simd: bool,
 ) {
-    assert_eq!(x.len(), m * w.k, "input size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), w.out_dim(), "bias size");
-    }
+    gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
     let kernel = F32Kernel {
         x,
         k: w.k,

@@ -190,6 +190,14 @@ pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [
     });
 }
 
+/// The shape checks every `linear_*` entry point makes: `x` is `[m, k]` and `bias`, if any, has `n` values.
+pub(crate) fn check_linear_sizes(x: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) {
+    assert_eq!(x.len(), m * k, "input size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias size");
+    }
+}
+
 /// Threads worth starting for `panels` units of work.
 fn threads_for(panels: usize) -> usize {
     std::thread::available_parallelism()
