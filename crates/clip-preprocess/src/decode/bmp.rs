@@ -318,7 +318,7 @@ fn rle(
             }
             x += n;
         } else if byte == 0 {
-            while data.len() % w != 0 {
+            while !data.len().is_multiple_of(w) {
                 data.push(0);
             }
             x = 0;
@@ -352,7 +352,7 @@ fn rle(
             }
             x += byte as usize;
             // Word alignment is relative to the start of the file.
-            if pos % 2 != 0 {
+            if !pos.is_multiple_of(2) {
                 pos += 1;
             }
         }
