@@ -17,6 +17,7 @@ pub mod loader;
 pub mod model;
 pub mod npy;
 pub mod pretrained;
+pub mod priority;
 pub mod source;
 pub mod zeroshot;
 

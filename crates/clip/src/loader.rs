@@ -139,7 +139,11 @@ impl Clip {
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
             scope.spawn(move || {
                 for chunk in paths.chunks(IMAGE_BATCH) {
-                    let pixels = parallel_map(chunk, |path| self.preprocess_path(path));
+                    let pixels = parallel_map(chunk, |path| {
+                        // Decoding yields the cores to the model (see `priority`).
+                        crate::priority::lower_current_thread();
+                        self.preprocess_path(path)
+                    });
                     if sender.send(pixels).is_err() {
                         break;
                     }
