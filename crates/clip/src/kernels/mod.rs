@@ -8,6 +8,7 @@ pub mod gemm;
 pub mod int8_gemm;
 pub mod layer_norm;
 pub mod pool;
+pub mod residual;
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -12,6 +12,7 @@ use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
 use crate::kernels::f32_gemm::{linear_f32, PackedF32};
 use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
 use crate::kernels::layer_norm::layer_norm;
+use crate::kernels::residual::add_assign;
 use crate::model::config::{Activation, Precision};
 
 /// `nn.LayerNorm` over the last dimension.
@@ -168,6 +169,25 @@ impl Linear {
         self.forward_then(x, |_| {})
     }
 
+    /// [`Self::forward`] plus `residual` (the output's shape), added in the output buffer: the encoder's skip
+    /// connection without another tensor.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let residual = residual.to_dtype(DType::F32)?.contiguous()?;
+        let mut expected = x.dims().to_vec();
+        if let Some(last) = expected.last_mut() {
+            *last = self.out_dim();
+        }
+        if residual.dims() != expected.as_slice() {
+            return Err(ClipError::InvalidInput(format!(
+                "residual has shape {:?}, the layer's output {expected:?}",
+                residual.dims()
+            )));
+        }
+        with_f32_values(&residual, |r| {
+            self.forward_then(x, |out| add_assign(out, r))
+        })?
+    }
+
     /// [`Self::forward`], then `epilogue` on the output values in place (e.g. an activation).
     pub fn forward_then(&self, x: &Tensor, epilogue: impl FnOnce(&mut [f32])) -> Result<Tensor> {
         let dims = x.dims();
@@ -271,12 +291,21 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = match self.activation {
+        self.fc2.forward(&self.hidden(x)?)
+    }
+
+    /// `residual + mlp(x)`, the sum formed in fc2's output buffer.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.fc2.forward_residual(&self.hidden(x)?, residual)
+    }
+
+    /// fc1 and the activation.
+    fn hidden(&self, x: &Tensor) -> Result<Tensor> {
+        match self.activation {
             // Applied to the GEMM's output buffer before it becomes a tensor: no extra copy.
-            Activation::QuickGelu => self.fc1.forward_then(x, quick_gelu)?,
-            other => activate(&self.fc1.forward(x)?, other)?,
-        };
-        self.fc2.forward(&h)
+            Activation::QuickGelu => self.fc1.forward_then(x, quick_gelu),
+            other => activate(&self.fc1.forward(x)?, other),
+        }
     }
 }
 
@@ -377,6 +406,23 @@ impl Attention {
 
     /// `x`: `[batch, seq, width]`; `mask`: additive `[seq, seq]` (e.g. [`causal_mask`]) or `None`.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let heads = self.heads_output(x, mask)?;
+        self.out_proj.forward(&heads)
+    }
+
+    /// `residual + attention(x)`, the sum formed in the output projection's buffer.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        let heads = self.heads_output(x, mask)?;
+        self.out_proj.forward_residual(&heads, residual)
+    }
+
+    /// The heads' outputs side by side, `[batch, seq, width]`, before the output projection.
+    fn heads_output(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (batch, tokens, width) = x.dims3()?;
         // [batch, tokens, 3 * width]: per token, q of every head, then k, then v.
         let qkv = self.qkv.forward(x)?;
@@ -400,8 +446,7 @@ impl Attention {
                 &mut y,
             )
         })?;
-        self.out_proj
-            .forward(&Tensor::from_vec(y, (batch, tokens, width), x.device())?)
+        Ok(Tensor::from_vec(y, (batch, tokens, width), x.device())?)
     }
 }
 
@@ -465,12 +510,11 @@ impl EncoderLayer {
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let h = self
+        let x = self
             .self_attn
-            .forward(&self.layer_norm1.forward(x)?, mask)?;
-        let x = (x + h)?;
-        let h = self.mlp.forward(&self.layer_norm2.forward(&x)?)?;
-        Ok((x + h)?)
+            .forward_residual(&self.layer_norm1.forward(x)?, mask, x)?;
+        self.mlp
+            .forward_residual(&self.layer_norm2.forward(&x)?, &x)
     }
 }
 

@@ -1,0 +1,37 @@
+//! The transformer's skip connection, `out += residual`, added in place across the kernel pool (candle's
+//! add would allocate a third buffer and spin its own thread pool beside ours).
+
+use super::pool::run_chunks_mut;
+
+/// Below this many values one thread does the add.
+const PARALLEL_MIN_VALUES: usize = 1 << 15;
+
+/// `out[i] += residual[i]`.
+pub fn add_assign(out: &mut [f32], residual: &[f32]) {
+    assert_eq!(out.len(), residual.len(), "residual size");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = out.len().div_ceil(threads).max(PARALLEL_MIN_VALUES);
+    run_chunks_mut(out, chunk, |i, part| {
+        let (start, len) = (i * chunk, part.len());
+        for (o, &r) in part.iter_mut().zip(&residual[start..start + len]) {
+            *o += r;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::lcg;
+
+    #[test]
+    fn adds_every_value_in_small_and_split_buffers() {
+        for len in [0, 1, 17, PARALLEL_MIN_VALUES * 3 + 5] {
+            let (a, b) = (lcg(len, 1), lcg(len, 2));
+            let mut out = a.clone();
+            add_assign(&mut out, &b);
+            let expected: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+            assert_eq!(out, expected, "len {len}");
+        }
+    }
+}
