@@ -44,15 +44,18 @@ impl Clip {
     /// `ARCH:TAG` or `ARCH:WEIGHTS`.
     pub fn load(spec: &str, options: &LoadOptions) -> Result<Self> {
         let source = ModelSource::parse(spec)?;
-        let mut loaded = source.load(&options.hub, &Device::Cpu)?;
+        let mut loaded = source.load(&options.hub, &Device::Cpu, options.precision)?;
         loaded.model.set_precision(options.precision)?;
         Self::from_loaded(loaded, options.vocab.as_deref())
     }
 
     /// Loads a Hugging Face layout directory (`config.json`, weights, optional preprocessing and tokenizer files).
     pub fn from_dir(dir: &Path, vocab: Option<&Path>) -> Result<Self> {
-        let loaded =
-            ModelSource::HfDir(dir.to_path_buf()).load(&HubOptions::default(), &Device::Cpu)?;
+        let loaded = ModelSource::HfDir(dir.to_path_buf()).load(
+            &HubOptions::default(),
+            &Device::Cpu,
+            Precision::F32,
+        )?;
         Self::from_loaded(loaded, vocab)
     }
 

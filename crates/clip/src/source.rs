@@ -13,6 +13,7 @@ use crate::checkpoint::{hf, open_clip};
 use crate::error::{ClipError, Result};
 use crate::hub::{self, HubOptions, HubRepo, Need};
 use crate::model::ClipModel;
+use crate::model::Precision;
 use crate::pretrained::{self, PretrainedCfg};
 
 const HF_CONFIG: &str = "config.json";
@@ -167,16 +168,23 @@ impl ModelSource {
 }
 
 impl ModelSource {
-    /// Fetches what is missing (downloads with progress, verified, cached) and loads the model.
-    pub fn load(&self, hub: &HubOptions, device: &Device) -> Result<LoadedModel> {
+    /// Fetches what is missing (downloads with progress, verified, cached) and loads the model, its linear
+    /// layers packed for `precision` as they load (layers other formats build otherwise stay f32 until
+    /// [`ClipModel::set_precision`]).
+    pub fn load(
+        &self,
+        hub: &HubOptions,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<LoadedModel> {
         match self {
             Self::OpenAiName(name) => {
                 let file = pretrained::download_openai(name, hub)?;
-                Self::OpenAiFile(file).load(hub, device)
+                Self::OpenAiFile(file).load(hub, device, precision)
             }
             Self::OpenAiFile(file) => {
                 let (model, preprocess) =
-                    pretrained::load_openai(&file.to_string_lossy(), hub, device)?;
+                    pretrained::load_openai(&file.to_string_lossy(), hub, device, precision)?;
                 Ok(LoadedModel {
                     model,
                     preprocess,
@@ -185,13 +193,17 @@ impl ModelSource {
                     files: vec![file.clone()],
                 })
             }
-            Self::HfDir(dir) => load_hf_dir(dir, device),
-            Self::HfHub(repo) => load_hf_dir(&hf_snapshot(repo, hub, true)?, device),
+            Self::HfDir(dir) => load_hf_dir(dir, device, precision),
+            Self::HfHub(repo) => load_hf_dir(&hf_snapshot(repo, hub, true)?, device, precision),
             Self::OpenClipDir(dir) => {
                 let weights = first_file(dir, &open_clip::WEIGHT_FILES)?;
                 let config = dir.join(open_clip::CONFIG_FILE);
-                let loaded =
-                    open_clip::load_open_clip(&config.to_string_lossy(), &weights, device)?;
+                let loaded = open_clip::load_open_clip(
+                    &config.to_string_lossy(),
+                    &weights,
+                    device,
+                    precision,
+                )?;
                 finish_open_clip(
                     loaded,
                     None,
@@ -202,10 +214,10 @@ impl ModelSource {
             }
             Self::OpenClipHub(repo) => {
                 let dir = open_clip_snapshot(repo, hub, true)?;
-                Self::OpenClipDir(dir).load(hub, device)
+                Self::OpenClipDir(dir).load(hub, device, precision)
             }
             Self::OpenClipFile { config, weights } => {
-                let loaded = open_clip::load_open_clip(config, weights, device)?;
+                let loaded = open_clip::load_open_clip(config, weights, device, precision)?;
                 let mut files = vec![weights.clone()];
                 if Path::new(config).is_file() {
                     files.insert(0, PathBuf::from(config));
@@ -215,7 +227,7 @@ impl ModelSource {
             Self::OpenClipPretrained { arch, tag, repo } => {
                 let dir = open_clip_snapshot(repo, hub, false)?;
                 let weights = first_file(&dir, &open_clip::WEIGHT_FILES)?;
-                let loaded = open_clip::load_open_clip(arch, &weights, device)?;
+                let loaded = open_clip::load_open_clip(arch, &weights, device, precision)?;
                 finish_open_clip(
                     loaded,
                     pretrained_entry(arch, tag),
@@ -270,7 +282,7 @@ impl ModelSource {
                 open_clip_preprocess(arch, pretrained_entry(arch, tag))
             }
             // The resolution of an arbitrary .pt file is known only from its weights.
-            Self::OpenAiFile(_) => Ok(self.load(hub, &Device::Cpu)?.preprocess),
+            Self::OpenAiFile(_) => Ok(self.load(hub, &Device::Cpu, Precision::F32)?.preprocess),
         }
     }
 }
@@ -305,8 +317,8 @@ pub fn preprocess_config_for(dir: &Path) -> Result<PreprocessConfig> {
     Ok(PreprocessConfig::default())
 }
 
-fn load_hf_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
-    let model = hf::load_hf_model(dir, device)?;
+fn load_hf_dir(dir: &Path, device: &Device, precision: Precision) -> Result<LoadedModel> {
+    let model = hf::load_hf_model(dir, device, precision)?;
     let preprocess = preprocess_config_for(dir)?;
     let files = crate::zeroshot::identity::model_files(dir)?;
     Ok(LoadedModel {

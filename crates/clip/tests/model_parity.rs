@@ -2,6 +2,7 @@
 //! `get_text_features`, `logits_per_image`, `logits_per_text`) on the small random-weight checkpoints written by
 //! scripts/fixtures/gen_models.py, plus strict loading (missing / unexpected / mis-shaped tensors) and corrupt files.
 
+use clip::model::Precision;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,7 @@ fn check_fixture(name: &str, model: &ClipModel, refs: &HashMap<String, Tensor>) 
 #[test]
 fn tiny_quickgelu_f16_safetensors_parity() {
     let dir = fixture("hf_tiny_quickgelu");
-    let model = hf::load_hf_model(&dir, &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
     let refs = reference(&dir);
     assert_eq!(model.config().text.eos_token_id, 49407);
     assert!(
@@ -53,7 +54,7 @@ fn tiny_quickgelu_f16_safetensors_parity() {
 #[test]
 fn odd_gelu_pytorch_bin_parity() {
     let dir = fixture("hf_odd_gelu");
-    let model = hf::load_hf_model(&dir, &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
     let c = model.config();
     assert_eq!(
         (c.text.width / c.text.heads, c.vision.width / c.vision.heads),
@@ -65,7 +66,7 @@ fn odd_gelu_pytorch_bin_parity() {
 #[test]
 fn bf16_safetensors_parity() {
     let dir = fixture("hf_odd_gelu_bf16");
-    let model = hf::load_hf_model(&dir, &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
     check_fixture("hf_odd_gelu_bf16", &model, &reference(&dir));
 }
 
@@ -103,7 +104,7 @@ fn legacy_eos_token_id_2_pools_at_argmax() {
         tmp.0.join("model.safetensors"),
     )
     .unwrap();
-    let model = hf::load_hf_model(&tmp.0, &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32).unwrap();
     let refs = reference(&src);
     let noeos = model.encode_text(&ids(&refs["input_ids_noeos"])).unwrap();
     check(
@@ -156,7 +157,7 @@ fn edited_copy(
 }
 
 fn load_err(dir: &Path) -> ClipError {
-    match hf::load_hf_model(dir, &Device::Cpu) {
+    match hf::load_hf_model(dir, &Device::Cpu, Precision::F32) {
         Ok(_) => panic!("{} loaded but should not", dir.display()),
         Err(e) => e,
     }
@@ -244,7 +245,7 @@ fn mixed_f16_f32_checkpoint_parity() {
             }
         }
     });
-    let model = hf::load_hf_model(&tmp.0, &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32).unwrap();
     let refs = reference(&fixture("hf_tiny_quickgelu"));
     check_fixture("mixed f16/f32", &model, &refs);
 }
@@ -261,7 +262,7 @@ fn position_ids_buffers_are_skipped() {
             data,
         ));
     });
-    hf::load_hf_model(&tmp.0, &Device::Cpu).unwrap();
+    hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32).unwrap();
 }
 
 /// Every failure must be an error whose message is one line, never a panic.
@@ -300,7 +301,7 @@ fn corrupt_copies(
         let tmp = TempDir::new(&format!("{tag}-{i}"));
         std::fs::copy(src.join("config.json"), tmp.0.join("config.json")).unwrap();
         std::fs::write(tmp.0.join(file), bytes).unwrap();
-        let result = hf::load_hf_model(&tmp.0, &Device::Cpu);
+        let result = hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32);
         if must_fail {
             let err = assert_one_line_err(&what, result);
             println!("{what}: {err}");
@@ -390,7 +391,10 @@ fn bad_config_is_an_error() {
             tmp.0.join("pytorch_model.bin"),
         )
         .unwrap();
-        let err = assert_one_line_err(text, hf::load_hf_model(&tmp.0, &Device::Cpu));
+        let err = assert_one_line_err(
+            text,
+            hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32),
+        );
         assert!(matches!(err, ClipError::Config { .. }), "{text:?}: {err}");
     }
     // A config that parses but disagrees with the weights is a shape error naming the tensor.
@@ -404,18 +408,24 @@ fn bad_config_is_an_error() {
         tmp.0.join("pytorch_model.bin"),
     )
     .unwrap();
-    let err = assert_one_line_err("projection_dim 32", hf::load_hf_model(&tmp.0, &Device::Cpu));
+    let err = assert_one_line_err(
+        "projection_dim 32",
+        hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32),
+    );
     assert!(matches!(err, ClipError::ShapeMismatch { .. }), "{err}");
     // No weights at all.
     let tmp = TempDir::new("no-weights");
     std::fs::copy(src.join("config.json"), tmp.0.join("config.json")).unwrap();
-    let err = assert_one_line_err("no weights", hf::load_hf_model(&tmp.0, &Device::Cpu));
+    let err = assert_one_line_err(
+        "no weights",
+        hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32),
+    );
     assert!(matches!(err, ClipError::Checkpoint { .. }), "{err}");
 }
 
 #[test]
 fn invalid_inputs_are_errors() {
-    let model = hf::load_hf_model(&fixture("hf_odd_gelu"), &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&fixture("hf_odd_gelu"), &Device::Cpu, Precision::F32).unwrap();
     let dev = Device::Cpu;
     let invalid = |what: &str, r: clip::Result<Tensor>| match r {
         Err(ClipError::InvalidInput(msg)) => println!("{what}: {msg}"),
@@ -497,7 +507,7 @@ fn full_vitb32_parity() {
         std::env::var("CLIP_FULL_VITB32_DIR")
             .expect("set CLIP_FULL_VITB32_DIR to the output of make_full_vitb32.py"),
     );
-    let model = hf::load_hf_model(&dir, &Device::Cpu).unwrap();
+    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
     let refs = reference(&dir);
     let image = model.encode_image(&refs["pixel_values"]).unwrap();
     let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();

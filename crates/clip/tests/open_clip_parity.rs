@@ -3,6 +3,7 @@
 //! scripts/fixtures/gen_open_clip.py: an erf-GELU ViT in both weight formats (`open_clip_pytorch_model.bin`,
 //! `open_clip_model.safetensors`), a bigG-like tower (head width 24, mlp_ratio 4.9231) and a QuickGELU ResNet.
 
+use clip::model::Precision;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -29,14 +30,20 @@ fn vit_gelu_bin_and_safetensors() {
     let dir = fixture("vit_gelu");
     let refs = reference(&dir);
     for file in ["open_clip_pytorch_model.bin", "open_clip_model.safetensors"] {
-        let ckpt = load_open_clip(&config_path(&dir), &dir.join(file), &Device::Cpu).unwrap();
+        let ckpt = load_open_clip(
+            &config_path(&dir),
+            &dir.join(file),
+            &Device::Cpu,
+            Precision::F32,
+        )
+        .unwrap();
         assert_eq!(ckpt.arch.text.activation, Activation::Gelu);
         let pre = ckpt.preprocess.as_ref().unwrap();
         assert_eq!(pre.resize_mode, "shortest");
         check_model(&format!("vit_gelu/{file}"), &ckpt.model, &refs);
     }
     // The Hub-repository layout: config + preferred weight file found in the directory.
-    let ckpt = load_open_clip_dir(&dir, &Device::Cpu).unwrap();
+    let ckpt = load_open_clip_dir(&dir, &Device::Cpu, Precision::F32).unwrap();
     check_model("vit_gelu/dir", &ckpt.model, &refs);
 }
 
@@ -47,6 +54,7 @@ fn bigg_like_head_width() {
         &config_path(&dir),
         &dir.join("open_clip_model.safetensors"),
         &Device::Cpu,
+        Precision::F32,
     )
     .unwrap();
     match &ckpt.arch.vision {
@@ -65,6 +73,7 @@ fn resnet_quickgelu_bin() {
         &config_path(&dir),
         &dir.join("open_clip_pytorch_model.bin"),
         &Device::Cpu,
+        Precision::F32,
     )
     .unwrap();
     assert_eq!(ckpt.arch.text.activation, Activation::QuickGelu);
@@ -82,6 +91,7 @@ fn wrong_config_for_weights_names_the_tensor() {
         &config_path(&fixture("bigg_like")),
         &fixture("vit_gelu").join("open_clip_model.safetensors"),
         &Device::Cpu,
+        Precision::F32,
     )
     .unwrap_err()
     .to_string();

@@ -3,6 +3,7 @@
 //! (TorchScript archive via `torch.jit.trace`, `torch.save` state dict), plus the architecture inference of
 //! `build_model` and bad input (a hostile pickle, a truncated archive).
 
+use clip::model::Precision;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -21,7 +22,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn load(name: &str, file: &str, kind: ArchiveKind) -> (ClipModel, ModelArch) {
-    let ckpt = load_openai_file(&fixture(name).join(file), &Device::Cpu).unwrap();
+    let ckpt = load_openai_file(&fixture(name).join(file), &Device::Cpu, Precision::F32).unwrap();
     assert_eq!(ckpt.kind, kind, "{name}/{file}");
     (ckpt.model, ckpt.arch)
 }
@@ -101,7 +102,7 @@ fn archive_keeps_each_tensor_dtype() {
 
 #[test]
 fn hostile_pickle_is_refused() {
-    let err = load_openai_file(&fixture("evil.pt"), &Device::Cpu).unwrap_err();
+    let err = load_openai_file(&fixture("evil.pt"), &Device::Cpu, Precision::F32).unwrap_err();
     let msg = err.to_string();
     println!("{msg}");
     assert!(matches!(err, ClipError::Checkpoint { .. }));
@@ -120,7 +121,7 @@ fn truncated_archive_is_an_error() {
     for keep in [bytes.len() / 2, bytes.len() - 10, 100] {
         let path = dir.join("cut.pt");
         std::fs::write(&path, &bytes[..keep]).unwrap();
-        let err = load_openai_file(&path, &Device::Cpu).unwrap_err();
+        let err = load_openai_file(&path, &Device::Cpu, Precision::F32).unwrap_err();
         let msg = err.to_string();
         println!("{keep}: {msg}");
         assert!(matches!(err, ClipError::Checkpoint { .. }), "{msg}");
@@ -150,7 +151,7 @@ fn full_size_models_load_with_their_architecture() {
         }
         let expected =
             parse_model_config(open_clip_config(&entry.open_clip_config).unwrap()).unwrap();
-        let ckpt = load_openai_file(&path, &Device::Cpu).unwrap();
+        let ckpt = load_openai_file(&path, &Device::Cpu, Precision::F32).unwrap();
         assert_eq!(ckpt.arch, expected, "{name}");
         assert_eq!(
             ckpt.arch.vision.image_size(),
@@ -175,6 +176,7 @@ fn load_by_path_gives_model_and_preprocessing() {
         &path.to_string_lossy(),
         &clip::hub::HubOptions::default(),
         &Device::Cpu,
+        Precision::F32,
     )
     .unwrap();
     assert_eq!(pre.size, 48);

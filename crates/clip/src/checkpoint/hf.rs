@@ -13,6 +13,7 @@ use crate::checkpoint::store::{one_line, TensorStore};
 use crate::error::{ClipError, Result};
 use crate::model::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use crate::model::ClipModel;
+use crate::model::Precision;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
@@ -273,10 +274,12 @@ pub fn model_from_store(store: &TensorStore, config: ClipConfig) -> Result<ClipM
     Ok(model)
 }
 
-/// Loads a Hugging Face `CLIPModel` directory (`config.json` + `model.safetensors` or `pytorch_model.bin`).
-pub fn load_hf_model(dir: &Path, device: &Device) -> Result<ClipModel> {
+/// Loads a Hugging Face `CLIPModel` directory (`config.json` + `model.safetensors` or `pytorch_model.bin`),
+/// its linear layers packed for `precision`.
+pub fn load_hf_model(dir: &Path, device: &Device, precision: Precision) -> Result<ClipModel> {
     let config = read_hf_config(&dir.join(CONFIG_FILE))?;
     let store = open_weights(dir, device)?;
+    store.set_precision(precision);
     model_from_store(&store, config)
 }
 

@@ -21,6 +21,7 @@ use crate::model::config::{
     Activation, ModelArch, ResNetConfig, TextConfig, VisionConfig, VisionTowerConfig,
 };
 use crate::model::ClipModel;
+use crate::model::Precision;
 use crate::pretrained::open_clip::{open_clip_config, open_clip_model_names, PretrainedCfg};
 
 /// Weight file names of an open_clip Hub repository, in order of preference.
@@ -357,10 +358,17 @@ pub struct OpenClipCheckpoint {
     pub preprocess: Option<PretrainedCfg>,
 }
 
-/// `open_clip.create_model(config)` + `load_checkpoint(weights)`: `config` as [`resolve_config`] takes it.
-pub fn load_open_clip(config: &str, weights: &Path, device: &Device) -> Result<OpenClipCheckpoint> {
+/// `open_clip.create_model(config)` + `load_checkpoint(weights)`: `config` as [`resolve_config`] takes it;
+/// linear layers packed for `precision`.
+pub fn load_open_clip(
+    config: &str,
+    weights: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<OpenClipCheckpoint> {
     let (arch, preprocess) = resolve_config(config)?;
     let store = open_weights(weights, device)?;
+    store.set_precision(precision);
     let model = openai_layout::load_clip(&store, &arch)?;
     Ok(OpenClipCheckpoint {
         model,
@@ -371,7 +379,11 @@ pub fn load_open_clip(config: &str, weights: &Path, device: &Device) -> Result<O
 
 /// Loads a directory laid out like an open_clip Hub repository: `open_clip_config.json` plus
 /// `open_clip_model.safetensors` or `open_clip_pytorch_model.bin`.
-pub fn load_open_clip_dir(dir: &Path, device: &Device) -> Result<OpenClipCheckpoint> {
+pub fn load_open_clip_dir(
+    dir: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<OpenClipCheckpoint> {
     let config = dir.join(CONFIG_FILE);
     let weights = WEIGHT_FILES
         .iter()
@@ -381,7 +393,7 @@ pub fn load_open_clip_dir(dir: &Path, device: &Device) -> Result<OpenClipCheckpo
             path: dir.to_path_buf(),
             reason: format!("no {} or {}", WEIGHT_FILES[0], WEIGHT_FILES[1]),
         })?;
-    load_open_clip(&config.to_string_lossy(), &weights, device)
+    load_open_clip(&config.to_string_lossy(), &weights, device, precision)
 }
 
 #[cfg(test)]

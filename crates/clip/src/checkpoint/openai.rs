@@ -20,7 +20,7 @@ use crate::checkpoint::torchscript::{open_archive, ArchiveKind};
 use crate::checkpoint::TensorStore;
 use crate::error::{ClipError, Result};
 use crate::model::clip::ClipModel;
-use crate::model::config::{Activation, ModelArch, ResNetConfig, VisionTowerConfig};
+use crate::model::config::{Activation, ModelArch, Precision, ResNetConfig, VisionTowerConfig};
 
 /// The architecture of an OpenAI-layout state dict, inferred from its shapes as `build_model` does.
 pub fn infer_arch(store: &TensorStore) -> Result<ModelArch> {
@@ -93,9 +93,14 @@ pub struct OpenAiCheckpoint {
 }
 
 /// Reads an OpenAI `.pt` file (TorchScript archive or `torch.save` state dict), infers the architecture and
-/// builds the model strictly.
-pub fn load_openai_file(path: &Path, device: &Device) -> Result<OpenAiCheckpoint> {
+/// builds the model strictly, its linear layers packed for `precision`.
+pub fn load_openai_file(
+    path: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<OpenAiCheckpoint> {
     let (kind, store) = open_archive(path, device)?;
+    store.set_precision(precision);
     let arch = infer_arch(&store)?;
     let model = openai_layout::load_clip(&store, &arch)?;
     Ok(OpenAiCheckpoint { model, arch, kind })

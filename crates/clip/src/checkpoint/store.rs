@@ -5,7 +5,7 @@
 //! Sources: `.safetensors` (memory-mapped, optionally sharded), PyTorch zip checkpoints (`pytorch_model.bin`,
 //! read by candle's pickle reader) and in-memory maps (for other formats' converters and for tests).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,6 +16,7 @@ use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ClipError, Result};
+use crate::model::config::Precision;
 
 /// How many unexpected tensor names an error lists before summarising the rest.
 const MAX_LISTED: usize = 20;
@@ -45,6 +46,8 @@ pub struct TensorStore {
     source: Source,
     entries: BTreeMap<String, Entry>,
     consumed: RefCell<BTreeSet<String>>,
+    /// The precision linear layers are packed in as they load (see [`TensorStore::set_precision`]).
+    precision: Cell<Precision>,
 }
 
 impl std::fmt::Debug for TensorStore {
@@ -217,7 +220,14 @@ impl TensorStore {
             source,
             entries,
             consumed: RefCell::new(BTreeSet::new()),
+            precision: Cell::new(Precision::F32),
         }
+    }
+
+    /// Makes the model's linear layers pack their weights for `precision` straight from the checkpoint
+    /// (instead of an f32 copy converted afterwards). Layers that a model keeps in f32 are unaffected.
+    pub fn set_precision(&self, precision: Precision) {
+        self.precision.set(precision);
     }
 
     /// Renames tensors: `f` maps a stored name to the name the model asks for (`None` keeps it). This is where a
@@ -266,6 +276,7 @@ impl TensorStore {
         Weights {
             store: self,
             prefix: String::new(),
+            precision: self.precision.get(),
         }
     }
 
@@ -417,6 +428,7 @@ fn check_readable(path: &Path) -> Result<u64> {
 pub struct Weights<'a> {
     store: &'a TensorStore,
     prefix: String,
+    precision: Precision,
 }
 
 impl<'a> Weights<'a> {
@@ -425,7 +437,13 @@ impl<'a> Weights<'a> {
         Weights {
             store: self.store,
             prefix: self.key(name),
+            precision: self.precision,
         }
+    }
+
+    /// The precision linear layers under this view pack their weights in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The full tensor name for `name` under this prefix.

@@ -78,18 +78,18 @@ enum LinearWeight {
 }
 
 impl Linear {
-    /// Reads `weight` `[out, in]` and `bias` `[out]`.
+    /// Reads `weight` `[out, in]` and `bias` `[out]`, packed in `w`'s precision.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
         let bias = w.with_values("bias", &[out_dim], <[f32]>::to_vec)?;
         w.with_values("weight", &[out_dim, in_dim], |values| {
-            Self::from_values(values, out_dim, in_dim, Some(bias))
+            Self::from_values(values, out_dim, in_dim, Some(bias), w.precision())
         })
     }
 
-    /// Reads only `weight` (CLIP's projections have no bias).
+    /// Reads only `weight` (CLIP's projections have no bias), packed in `w`'s precision.
     pub fn load_no_bias(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
         w.with_values("weight", &[out_dim, in_dim], |values| {
-            Self::from_values(values, out_dim, in_dim, None)
+            Self::from_values(values, out_dim, in_dim, None, w.precision())
         })
     }
 
@@ -103,15 +103,25 @@ impl Linear {
         // Packed straight from the tensor's storage: no intermediate copy of the weight.
         let weight = weight.to_dtype(DType::F32)?.contiguous()?;
         with_f32_values(&weight, |values| {
-            Self::from_values(values, out_dim, in_dim, bias)
+            Self::from_values(values, out_dim, in_dim, bias, Precision::F32)
         })
     }
 
-    fn from_values(values: &[f32], out_dim: usize, in_dim: usize, bias: Option<Vec<f32>>) -> Self {
-        Self {
-            weight: LinearWeight::F32(Arc::new(PackedF32::pack(values, out_dim, in_dim))),
-            bias,
-        }
+    /// Packs `values` (`[out, in]` row-major) for `precision`'s kernel.
+    fn from_values(
+        values: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<Vec<f32>>,
+        precision: Precision,
+    ) -> Self {
+        let (n, k) = (out_dim, in_dim);
+        let weight = match precision {
+            Precision::F32 => LinearWeight::F32(Arc::new(PackedF32::pack(values, n, k))),
+            Precision::Bf16 => LinearWeight::Bf16(Arc::new(PackedBf16::pack(values, n, k))),
+            Precision::Int8 => LinearWeight::Int8(Arc::new(PackedInt8::pack(values, n, k))),
+        };
+        Self { weight, bias }
     }
 
     pub fn out_dim(&self) -> usize {
@@ -147,20 +157,15 @@ impl Linear {
     /// (meant to be called once, on f32 weights).
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         let (n, k) = (self.out_dim(), self.in_dim());
-        self.weight = match (precision, &self.weight) {
+        match (precision, &self.weight) {
             (Precision::F32, LinearWeight::F32(_))
             | (Precision::Bf16, LinearWeight::Bf16(_))
-            | (Precision::Int8, LinearWeight::Int8(_)) => return Ok(()),
-            (Precision::F32, _) => {
-                LinearWeight::F32(Arc::new(PackedF32::pack(&self.weight_values(), n, k)))
+            | (Precision::Int8, LinearWeight::Int8(_)) => {}
+            _ => {
+                let bias = self.bias.take();
+                *self = Self::from_values(&self.weight_values(), n, k, bias, precision);
             }
-            (Precision::Bf16, _) => {
-                LinearWeight::Bf16(Arc::new(PackedBf16::pack(&self.weight_values(), n, k)))
-            }
-            (Precision::Int8, _) => {
-                LinearWeight::Int8(Arc::new(PackedInt8::pack(&self.weight_values(), n, k)))
-            }
-        };
+        }
         Ok(())
     }
 
@@ -325,14 +330,18 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Reads `q_proj`, `k_proj`, `v_proj` and `out_proj` (`weight` `[width, width]`, `bias` `[width]`).
+    /// Reads `q_proj`, `k_proj`, `v_proj` and `out_proj` (`weight` `[width, width]`, `bias` `[width]`), packed
+    /// in `w`'s precision.
     pub fn load(w: &Weights, width: usize, heads: usize) -> Result<Self> {
         let head_dim = width / heads;
         let scale = (head_dim as f32).powf(-0.5);
+        // bf16 keeps the checkpoint's own q rows (see `set_precision`) and scales the scores instead.
+        let score_scale = (w.precision() == Precision::Bf16).then_some(f64::from(scale));
+        let q_factor = if score_scale.is_some() { 1.0 } else { scale };
         // q, k and v stacked straight from the checkpoint, q scaled on the way.
         let mut weight = Vec::with_capacity(3 * width * width);
         let mut bias = Vec::with_capacity(3 * width);
-        for (name, factor) in [("q_proj", scale), ("k_proj", 1.0), ("v_proj", 1.0)] {
+        for (name, factor) in [("q_proj", q_factor), ("k_proj", 1.0), ("v_proj", 1.0)] {
             let p = w.pp(name);
             p.with_values("weight", &[width, width], |v| {
                 weight.extend(v.iter().map(|x| x * factor))
@@ -342,11 +351,11 @@ impl Attention {
             })?;
         }
         Ok(Self {
-            qkv: Linear::from_values(&weight, 3 * width, width, Some(bias)),
+            qkv: Linear::from_values(&weight, 3 * width, width, Some(bias), w.precision()),
             out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
             heads,
             head_dim,
-            score_scale: None,
+            score_scale,
         })
     }
 
@@ -397,7 +406,7 @@ impl Attention {
                     *v /= scale;
                 }
             }
-            self.qkv = Linear::from_values(&weight, 3 * width, width, bias);
+            self.qkv = Linear::from_values(&weight, 3 * width, width, bias, Precision::F32);
             self.score_scale = Some(f64::from(scale));
         }
         self.qkv.set_precision(precision)?;

@@ -13,6 +13,7 @@ use crate::checkpoint::openai::load_openai_file;
 use crate::error::{ClipError, Result};
 use crate::hub::{self, HubOptions};
 use crate::model::ClipModel;
+use crate::model::Precision;
 use crate::preprocess::PreprocessConfig;
 
 /// One released model (a row of `configs/openai_models.json`).
@@ -134,6 +135,7 @@ pub fn load_openai(
     path_or_name: &str,
     options: &HubOptions,
     device: &Device,
+    precision: Precision,
 ) -> Result<(ClipModel, PreprocessConfig)> {
     let path = Path::new(path_or_name);
     // Names first, as clip.load checks `_MODELS` before the file system.
@@ -144,7 +146,7 @@ pub fn load_openai(
     } else {
         return Err(unknown(path_or_name));
     };
-    let ckpt = load_openai_file(&file, device)?;
+    let ckpt = load_openai_file(&file, device, precision)?;
     let size = ckpt.arch.vision.image_size() as u32;
     Ok((
         ckpt.model,
@@ -189,7 +191,13 @@ mod tests {
 
     #[test]
     fn unknown_name_is_one_line() {
-        let err = load_openai("ViT-Q/99", &HubOptions::default(), &Device::Cpu).unwrap_err();
+        let err = load_openai(
+            "ViT-Q/99",
+            &HubOptions::default(),
+            &Device::Cpu,
+            Precision::F32,
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("ViT-Q/99") && msg.contains("ViT-B/32"),
