@@ -2,6 +2,7 @@
 //! to it (found by [`ModelSource`]), plus batched `encode_*` and zero-shot helpers.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Device, Tensor};
 use clip_preprocess::PreprocessConfig;
@@ -270,7 +271,8 @@ impl Clip {
     }
 }
 
-/// Maps `f` over `items` on all available cores, keeping order.
+/// Maps `f` over `items` on all available cores, keeping order. Each thread takes the next unclaimed item, so
+/// one slow item (a large photo) does not leave the other threads idle.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -278,11 +280,20 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
     if threads <= 1 {
         return items.iter().map(&f).collect();
     }
-    let per_thread = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per_thread)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -291,7 +302,9 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
-    })
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Numerically stable softmax in f32.
@@ -315,6 +328,18 @@ pub fn normalize_rows(rows: &mut [Vec<f32>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_map_keeps_order_with_uneven_work() {
+        let items: Vec<u64> = (0..37).collect();
+        let out = parallel_map(&items, |&i| {
+            // Early items are slow, so later ones finish first on another thread.
+            std::thread::sleep(std::time::Duration::from_micros(if i < 3 { 3000 } else { 10 }));
+            i * 2
+        });
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert!(parallel_map(&[] as &[u64], |&i| i).is_empty());
+    }
 
     #[test]
     fn softmax_matches_definition() {
