@@ -10,9 +10,10 @@ random full-size ViT-B/32 when it holds no checkpoint (scripts/make_full_vitb32.
 
 Each round runs, per dtype: `clip bench --batch 16` (the batch `clip embed` uses; model only, preprocessed
 pixels), `clip embed` over all photos, and `clip embed` over the first 16 (start-up, load and one batch).
-Reported per dtype, medians over the rounds: model-only images/s; end-to-end images/s with everything
-included (N / wall time); and without start-up and load ((N - 16) / (wall time - 16-photo wall time)); each
-as a share of the model-only figure. Time only on an otherwise idle machine.
+Reported per dtype: the medians of model-only images/s and of end-to-end images/s (N / wall time), and the
+median (range) over rounds of the end-to-end share of the same round's model-only figure, with everything
+included and without start-up and load ((N - 16) / (wall time - 16-photo wall time)). Time only on an
+otherwise idle machine.
 """
 import argparse
 import glob
@@ -95,18 +96,23 @@ def main():
         return [CLIP, "embed", "--model", args.model_dir, "--dtype", dtype, "--output", output, "-q",
                 "--image", *files]
 
-    print("| dtype | model only (batch 16) | end to end, all included | share | without start-up and load | share |")
-    print("|---|---|---|---|---|---|")
+    print("| dtype | model only (batch 16) | end to end | share, all included | share without start-up and load |")
+    print("|---|---|---|---|---|")
     for dtype in args.dtypes.split(","):
         models, alls, starts = [], [], []
         for _ in range(args.rounds):
             models.append(model_only(args.model_dir, dtype))
             alls.append(wall(embed(dtype, photos)))
             starts.append(wall(embed(dtype, photos[:16])))
-        m, a, s = statistics.median(models), statistics.median(alls), statistics.median(starts)
-        total, steady = n / a, (n - 16) / (a - s)
-        print(f"| {dtype} | {m:.2f} images/s | {total:.2f} images/s ({a:.2f} s) | {100 * total / m:.1f}% "
-              f"| {steady:.2f} images/s | {100 * steady / m:.1f}% |", flush=True)
+        # Shares per round (model and pipeline measured back to back, so slow drifts of a shared machine
+        # cancel), then their medians.
+        shares_all = [100 * n / a / m for m, a in zip(models, alls)]
+        shares_steady = [100 * (n - 16) / (a - s) / m for m, a, s in zip(models, alls, starts)]
+        m, a = statistics.median(models), statistics.median(alls)
+        print(f"| {dtype} | {m:.2f} images/s | {n / a:.2f} images/s ({a:.2f} s) "
+              f"| {statistics.median(shares_all):.1f}% ({min(shares_all):.0f}-{max(shares_all):.0f}) "
+              f"| {statistics.median(shares_steady):.1f}% ({min(shares_steady):.0f}-{max(shares_steady):.0f}) |",
+              flush=True)
         print(f"  runs: model {[round(x, 2) for x in models]}, all {[round(x, 2) for x in alls]}, "
               f"first 16 {[round(x, 2) for x in starts]}", file=sys.stderr)
 
