@@ -334,7 +334,8 @@ mod tests {
         let items: Vec<u64> = (0..37).collect();
         let out = parallel_map(&items, |&i| {
             // Early items are slow, so later ones finish first on another thread.
-            std::thread::sleep(std::time::Duration::from_micros(if i < 3 { 3000 } else { 10 }));
+            let micros = if i < 3 { 3000 } else { 10 };
+            std::thread::sleep(std::time::Duration::from_micros(micros));
             i * 2
         });
         assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
