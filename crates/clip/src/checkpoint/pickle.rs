@@ -8,6 +8,8 @@
 //! global — `os.system`, `builtins.eval`, ... — is an error before anything else happens. Unsupported opcodes
 //! are errors too. Container mutations (`SETITEMS`, `BUILD`, ...) apply to the value on the stack; the memo holds
 //! copies, which is exact for the pickles PyTorch writes (it memoises containers only to reference leaves).
+//! Hostile shapes are bounded: memo copies by a node budget, container nesting by a depth limit (a value
+//! nested a million deep would overflow the stack when dropped).
 
 use candle_core::DType;
 
@@ -209,28 +211,82 @@ fn charge(v: &Value, budget: &mut usize) -> bool {
     }
 }
 
+/// Containers nest at most this deep. PyTorch's archives nest a handful of levels; the limit stops a crafted
+/// pickle from building a value so deep that dropping or copying it (both recursive) would overflow the stack.
+const MAX_NESTING: usize = 256;
+
+/// A value on the unpickler's stack or in its memo, with how deeply containers nest inside it (0 for a leaf).
+#[derive(Clone)]
+struct Slot {
+    value: Value,
+    depth: usize,
+}
+
+impl Slot {
+    fn leaf(value: Value) -> Self {
+        Slot { value, depth: 0 }
+    }
+
+    /// A container holding `children` (already moved into `value` or about to be).
+    fn container(value: Value, children: &[Slot]) -> Result<Self, String> {
+        let mut slot = Slot { value, depth: 1 };
+        slot.deepen(children)?;
+        Ok(slot)
+    }
+
+    fn container_of(make: fn(Vec<Value>) -> Value, children: Vec<Slot>) -> Result<Self, String> {
+        let mut slot = Self::container(Value::None, &children)?;
+        slot.value = make(Self::values(children));
+        Ok(slot)
+    }
+
+    /// Accounts for `children` being added to this container.
+    fn deepen(&mut self, children: &[Slot]) -> Result<(), String> {
+        let deepest = children.iter().map(|c| c.depth).max().unwrap_or(0);
+        self.depth = self.depth.max(deepest + 1);
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "pickle nests values more than {MAX_NESTING} deep (malformed or hostile file)"
+            ));
+        }
+        Ok(())
+    }
+
+    fn values(slots: Vec<Slot>) -> Vec<Value> {
+        slots.into_iter().map(|s| s.value).collect()
+    }
+
+    /// A copy for the memo or a memo read, charged against the copy budget.
+    fn copy(&self, budget: &mut usize) -> Result<Slot, String> {
+        if !charge(&self.value, budget) {
+            return Err("pickle copies too much data (malformed or hostile file)".into());
+        }
+        Ok(self.clone())
+    }
+}
+
 /// Unpickles `data`, returning the top-level value. `Err` is a one-line reason.
 pub fn unpickle(data: &[u8]) -> Result<Value, String> {
     let mut budget = COPY_BUDGET;
     let mut r = Reader { data, pos: 0 };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: std::collections::HashMap<u64, Value> = std::collections::HashMap::new();
+    let mut stack: Vec<Slot> = Vec::new();
+    let mut memo: std::collections::HashMap<u64, Slot> = std::collections::HashMap::new();
 
-    fn pop(stack: &mut Vec<Value>) -> Result<Value, String> {
+    fn pop(stack: &mut Vec<Slot>) -> Result<Slot, String> {
         stack
             .pop()
             .ok_or_else(|| "malformed pickle (stack underflow)".to_string())
     }
-    fn pop_mark(stack: &mut Vec<Value>) -> Result<Vec<Value>, String> {
+    fn pop_mark(stack: &mut Vec<Slot>) -> Result<Vec<Slot>, String> {
         let at = stack
             .iter()
-            .rposition(|v| matches!(v, Value::Mark))
+            .rposition(|s| matches!(s.value, Value::Mark))
             .ok_or_else(|| "malformed pickle (missing MARK)".to_string())?;
         let items = stack.split_off(at + 1);
         stack.pop();
         Ok(items)
     }
-    fn top(stack: &mut [Value]) -> Result<&mut Value, String> {
+    fn top(stack: &mut [Slot]) -> Result<&mut Slot, String> {
         stack
             .last_mut()
             .ok_or_else(|| "malformed pickle (stack underflow)".to_string())
@@ -267,8 +323,8 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 // FRAME: a length hint only.
                 r.u64()?;
             }
-            b'.' => return pop(&mut stack), // STOP
-            b'(' => stack.push(Value::Mark),
+            b'.' => return pop(&mut stack).map(|s| s.value), // STOP
+            b'(' => stack.push(Slot::leaf(Value::Mark)),
             b'0' => {
                 pop(&mut stack)?;
             }
@@ -276,19 +332,15 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 pop_mark(&mut stack)?;
             }
             b'2' => {
-                let v = top(&mut stack)?;
-                if !charge(v, &mut budget) {
-                    return Err("pickle copies too much data (malformed or hostile file)".into());
-                }
-                let v = v.clone();
+                let v = top(&mut stack)?.copy(&mut budget)?;
                 stack.push(v);
             }
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'J' => stack.push(Value::Int(i64::from(r.u32()? as i32))),
-            b'K' => stack.push(Value::Int(i64::from(r.u8()?))),
-            b'M' => stack.push(Value::Int(i64::from(r.u16()?))),
+            b'N' => stack.push(Slot::leaf(Value::None)),
+            0x88 => stack.push(Slot::leaf(Value::Bool(true))),
+            0x89 => stack.push(Slot::leaf(Value::Bool(false))),
+            b'J' => stack.push(Slot::leaf(Value::Int(i64::from(r.u32()? as i32)))),
+            b'K' => stack.push(Slot::leaf(Value::Int(i64::from(r.u8()?)))),
+            b'M' => stack.push(Slot::leaf(Value::Int(i64::from(r.u16()?)))),
             0x8a => {
                 // LONG1: little-endian two's complement of n bytes.
                 let n = usize::from(r.u8()?);
@@ -303,112 +355,112 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
                     v -= 1i64 << (8 * n);
                 }
-                stack.push(Value::Int(v));
+                stack.push(Slot::leaf(Value::Int(v)));
             }
             b'G' => {
                 let b = r.take(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(b);
-                stack.push(Value::Float(f64::from_be_bytes(a)));
+                stack.push(Slot::leaf(Value::Float(f64::from_be_bytes(a))));
             }
             b'X' => {
                 let n = usize_of(u64::from(r.u32()?))?;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(Slot::leaf(Value::Str(r.string(n)?)));
             }
             0x8c => {
                 let n = usize::from(r.u8()?);
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(Slot::leaf(Value::Str(r.string(n)?)));
             }
             0x8d => {
                 let n = usize_of(r.u64()?)?;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(Slot::leaf(Value::Str(r.string(n)?)));
             }
             b'C' => {
                 let n = usize::from(r.u8()?);
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(Slot::leaf(Value::Bytes(r.take(n)?.to_vec())));
             }
             b'B' => {
                 let n = usize_of(u64::from(r.u32()?))?;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(Slot::leaf(Value::Bytes(r.take(n)?.to_vec())));
             }
-            b')' => stack.push(Value::Tuple(Vec::new())),
-            b']' => stack.push(Value::List(Vec::new())),
-            b'}' => stack.push(Value::Dict(Vec::new())),
+            b')' => stack.push(Slot::container(Value::Tuple(Vec::new()), &[])?),
+            b']' => stack.push(Slot::container(Value::List(Vec::new()), &[])?),
+            b'}' => stack.push(Slot::container(Value::Dict(Vec::new()), &[])?),
             b't' => {
                 let items = pop_mark(&mut stack)?;
-                stack.push(Value::Tuple(items));
+                stack.push(Slot::container_of(Value::Tuple, items)?);
             }
             0x85 => {
                 let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a]));
+                stack.push(Slot::container_of(Value::Tuple, vec![a])?);
             }
             0x86 => {
                 let b = pop(&mut stack)?;
                 let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a, b]));
+                stack.push(Slot::container_of(Value::Tuple, vec![a, b])?);
             }
             0x87 => {
                 let c = pop(&mut stack)?;
                 let b = pop(&mut stack)?;
                 let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a, b, c]));
+                stack.push(Slot::container_of(Value::Tuple, vec![a, b, c])?);
             }
             b'l' => {
                 let items = pop_mark(&mut stack)?;
-                stack.push(Value::List(items));
+                stack.push(Slot::container_of(Value::List, items)?);
             }
             b'd' => {
                 let items = pop_mark(&mut stack)?;
-                let mut d = Value::Dict(Vec::new());
-                set_items(&mut d, items)?;
+                let mut d = Slot::container(Value::Dict(Vec::new()), &items)?;
+                set_items(&mut d.value, Slot::values(items))?;
                 stack.push(d);
             }
             b'a' => {
                 let v = pop(&mut stack)?;
-                match top(&mut stack)? {
-                    Value::List(l) => l.push(v),
+                let list = top(&mut stack)?;
+                list.deepen(std::slice::from_ref(&v))?;
+                match &mut list.value {
+                    Value::List(l) => l.push(v.value),
                     _ => return Err("malformed pickle (APPEND to a non-list)".into()),
                 }
             }
             b'e' => {
                 let items = pop_mark(&mut stack)?;
-                match top(&mut stack)? {
-                    Value::List(l) => l.extend(items),
+                let list = top(&mut stack)?;
+                list.deepen(&items)?;
+                match &mut list.value {
+                    Value::List(l) => l.extend(Slot::values(items)),
                     _ => return Err("malformed pickle (APPENDS to a non-list)".into()),
                 }
             }
             b's' => {
                 let v = pop(&mut stack)?;
                 let k = pop(&mut stack)?;
-                set_items(top(&mut stack)?, vec![k, v])?;
+                let dict = top(&mut stack)?;
+                let items = vec![k, v];
+                dict.deepen(&items)?;
+                set_items(&mut dict.value, Slot::values(items))?;
             }
             b'u' => {
                 let items = pop_mark(&mut stack)?;
-                set_items(top(&mut stack)?, items)?;
+                let dict = top(&mut stack)?;
+                dict.deepen(&items)?;
+                set_items(&mut dict.value, Slot::values(items))?;
             }
             b'q' => {
                 let i = u64::from(r.u8()?);
-                let v = top(&mut stack)?;
-                if !charge(v, &mut budget) {
-                    return Err("pickle copies too much data (malformed or hostile file)".into());
-                }
-                memo.insert(i, v.clone());
+                let v = top(&mut stack)?.copy(&mut budget)?;
+                memo.insert(i, v);
             }
             b'r' => {
                 let i = u64::from(r.u32()?);
-                let v = top(&mut stack)?;
-                if !charge(v, &mut budget) {
-                    return Err("pickle copies too much data (malformed or hostile file)".into());
-                }
-                memo.insert(i, v.clone());
+                let v = top(&mut stack)?.copy(&mut budget)?;
+                memo.insert(i, v);
             }
             0x94 => {
                 let i = memo.len() as u64;
-                let v = top(&mut stack)?;
-                if !charge(v, &mut budget) {
-                    return Err("pickle copies too much data (malformed or hostile file)".into());
-                }
-                memo.insert(i, v.clone());
+                let v = top(&mut stack)?.copy(&mut budget)?;
+                memo.insert(i, v);
             }
             b'h' | b'j' => {
                 let i = if op == b'h' {
@@ -418,44 +470,54 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 };
                 let v = memo
                     .get(&i)
-                    .ok_or_else(|| format!("malformed pickle (memo {i} unset)"))?;
-                if !charge(v, &mut budget) {
-                    return Err("pickle copies too much data (malformed or hostile file)".into());
-                }
-                stack.push(v.clone());
+                    .ok_or_else(|| format!("malformed pickle (memo {i} unset)"))?
+                    .copy(&mut budget)?;
+                stack.push(v);
             }
             b'c' => {
                 let module = r.line()?.to_string();
                 let name = r.line()?.to_string();
-                stack.push(Value::Global(resolve_global(&module, &name)?));
+                stack.push(Slot::leaf(Value::Global(resolve_global(&module, &name)?)));
             }
             0x93 => {
                 // STACK_GLOBAL
                 let name = pop(&mut stack)?;
                 let module = pop(&mut stack)?;
-                match (module.as_str(), name.as_str()) {
-                    (Some(m), Some(n)) => stack.push(Value::Global(resolve_global(m, n)?)),
+                match (module.value.as_str(), name.value.as_str()) {
+                    (Some(m), Some(n)) => {
+                        stack.push(Slot::leaf(Value::Global(resolve_global(m, n)?)))
+                    }
                     _ => return Err("malformed pickle (STACK_GLOBAL of non-strings)".into()),
                 }
             }
             b'Q' => {
                 let pid = pop(&mut stack)?;
-                stack.push(Value::Storage(persistent_storage(pid)?));
+                stack.push(Slot::leaf(Value::Storage(persistent_storage(pid.value)?)));
             }
             b'R' => {
                 let args = pop(&mut stack)?;
                 let func = pop(&mut stack)?;
-                stack.push(reduce(func, args)?);
+                // The result is a leaf or one of the arguments: no deeper than they are.
+                let depth = args.depth;
+                stack.push(Slot {
+                    value: reduce(func.value, args.value)?,
+                    depth,
+                });
             }
             0x81 => {
                 // NEWOBJ: cls.__new__(cls, *args); only module classes (attribute maps) are allowed.
                 let _args = pop(&mut stack)?;
-                match pop(&mut stack)? {
-                    Value::Global(Global::ModuleClass(class)) => stack.push(Value::Object {
-                        class,
-                        attrs: Vec::new(),
-                    }),
-                    Value::Global(Global::OrderedDict) => stack.push(Value::Dict(Vec::new())),
+                match pop(&mut stack)?.value {
+                    Value::Global(Global::ModuleClass(class)) => stack.push(Slot::container(
+                        Value::Object {
+                            class,
+                            attrs: Vec::new(),
+                        },
+                        &[],
+                    )?),
+                    Value::Global(Global::OrderedDict) => {
+                        stack.push(Slot::container(Value::Dict(Vec::new()), &[])?)
+                    }
                     other => {
                         return Err(format!(
                             "pickle instantiates {}, which is not allowed in a tensor archive",
@@ -468,8 +530,11 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 // BUILD: sets an object's state. Module objects take their attribute dict; the state PyTorch
                 // attaches to OrderedDicts (`_metadata`) and tensors is not needed.
                 let state = pop(&mut stack)?;
-                match top(&mut stack)? {
-                    Value::Object { attrs, .. } => match state {
+                let target = top(&mut stack)?;
+                // The object takes the state dict's items: it nests as deep as that dict.
+                target.depth = target.depth.max(state.depth);
+                match &mut target.value {
+                    Value::Object { attrs, .. } => match state.value {
                         Value::Dict(d) => attrs.extend(d),
                         Value::None => {}
                         _ => return Err("unsupported object state in pickle".into()),
@@ -658,6 +723,35 @@ mod tests {
         data.push(b'.');
         let err = unpickle(&data).unwrap_err();
         assert!(err.contains("too much"), "{err}");
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_it_can_overflow_the_stack() {
+        // None wrapped in a 1-tuple a million times: dropping such a value recursively would overflow the stack.
+        let mut data = b"\x80\x02N".to_vec();
+        data.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+        data.push(b'.');
+        let err = unpickle(&data).unwrap_err();
+        assert!(err.contains("nests values more than"), "{err}");
+        // Lists appended into lists nest too: [[[...]]] through EMPTY_LIST / APPEND pairs read inside out.
+        let mut data = b"\x80\x02".to_vec();
+        data.extend(std::iter::repeat_n(b']', 100_000));
+        data.extend(std::iter::repeat_n(b'a', 99_999));
+        data.push(b'.');
+        let err = unpickle(&data).unwrap_err();
+        assert!(err.contains("nests values more than"), "{err}");
+        // Within the limit the same shapes read normally.
+        let mut data = b"\x80\x02N".to_vec();
+        data.extend(std::iter::repeat_n(0x85u8, MAX_NESTING));
+        data.push(b'.');
+        let mut v = unpickle(&data).unwrap();
+        for _ in 0..MAX_NESTING {
+            let Value::Tuple(mut items) = v else {
+                panic!("not a tuple")
+            };
+            v = items.pop().unwrap();
+        }
+        assert_eq!(v, Value::None);
     }
 
     #[test]
