@@ -19,6 +19,7 @@ mod image;
 mod nearest;
 mod normalize;
 mod resample;
+mod resample_u8;
 mod resize;
 
 // Links libjpeg (the C shim in csrc/ calls into it).
