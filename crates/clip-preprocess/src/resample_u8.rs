@@ -8,12 +8,12 @@ use std::ops::Range;
 
 use crate::resample::{clip8, normalize_coeffs_8bpc, Coeffs, Plane, PRECISION_BITS};
 
-/// `i32` lanes one block of the horizontal 8-bit pass accumulates at once: `48 / CH` source rows of `CH`
-/// samples, so the inner loop is a fixed-length vector multiply-add whatever the channel count.
+/// Samples one block of the horizontal 8-bit pass accumulates at once (as `i32` lanes): `48 / CH` source rows
+/// of `CH` samples, so the inner loop is a fixed-length vector multiply-add whatever the channel count.
 const BLOCK_LANES: usize = 48;
 
 /// The horizontal 8-bit pass. Pillow walks one row at a time with `CH` accumulators; here a block of rows
-/// is first transposed into columns of [`BLOCK_LANES`] `i32`s, so each tap is one multiply-add over the
+/// is first transposed into columns of [`BLOCK_LANES`] samples, so each tap is one multiply-add over the
 /// whole block. The integer sums are the same, so the bytes are too.
 pub(crate) fn horizontal_u8<const CH: usize>(
     src: &Plane<'_, u8>,
