@@ -34,8 +34,12 @@ pub enum TokenizerError {
         tokens: usize,
         context_length: usize,
     },
-    /// The context cannot even hold the start and end tokens.
-    #[error("context length {context_length} is too small: it must be at least 2 (start and end tokens)")]
+    /// The context cannot hold the start and end tokens, or is beyond [`crate::MAX_CONTEXT_LENGTH`].
+    #[error(
+        "context length {context_length} is out of range: it must be at least 2 (start and end tokens) \
+         and at most {}",
+        crate::MAX_CONTEXT_LENGTH
+    )]
     ContextLength { context_length: usize },
 }
 

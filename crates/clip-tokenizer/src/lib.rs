@@ -31,4 +31,4 @@ mod vocab_files;
 pub use clean::clean_text;
 pub use error::TokenizerError;
 pub use hf_normalize::{hf_normalize, TextCleaning};
-pub use tokenizer::{Tokenizer, DEFAULT_CONTEXT_LENGTH};
+pub use tokenizer::{Tokenizer, DEFAULT_CONTEXT_LENGTH, MAX_CONTEXT_LENGTH};

@@ -16,6 +16,9 @@ use crate::vocab_files::{
 
 /// The context length of every CLIP model.
 pub const DEFAULT_CONTEXT_LENGTH: usize = 77;
+/// The largest context length accepted (rows are allocated at this length before any text is read;
+/// CLIP models use 77, long-context variants a few hundred).
+pub const MAX_CONTEXT_LENGTH: usize = 8192;
 
 const SOT: &str = "<|startoftext|>";
 const EOT: &str = "<|endoftext|>";
@@ -215,15 +218,25 @@ impl Tokenizer {
     /// Cleans `text` and encodes it to BPE ids, without start and end tokens
     /// (`SimpleTokenizer.encode`).
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        let mut ids = Vec::new();
+        self.encode_into(text, usize::MAX, &mut ids);
+        ids
+    }
+
+    /// Appends the ids of `text` to `ids`, stopping after the word that takes `ids` past `max_ids` (the
+    /// words after it cannot change the ids before it, so a truncating caller need not encode them).
+    fn encode_into(&self, text: &str, max_ids: usize, ids: &mut Vec<u32>) {
         match self.cleaning {
             TextCleaning::OpenAi => {
                 for word in split_words(&clean_text(text)) {
+                    if ids.len() > max_ids {
+                        return;
+                    }
                     // Python finds these two in its BPE cache, so they are never split.
                     match word {
                         SOT => ids.push(self.inner.sot),
                         EOT => ids.push(self.inner.eot),
-                        _ => self.inner.bpe.encode_word(word.as_bytes(), &mut ids),
+                        _ => self.inner.bpe.encode_word(word.as_bytes(), ids),
                     }
                 }
             }
@@ -239,7 +252,10 @@ impl Tokenizer {
                         .min();
                     let end = next.map_or(rest.len(), |(at, _, _)| at);
                     for word in split_words_exact(&hf_normalize(&rest[..end])) {
-                        self.inner.bpe.encode_word(word.as_bytes(), &mut ids);
+                        if ids.len() > max_ids {
+                            return;
+                        }
+                        self.inner.bpe.encode_word(word.as_bytes(), ids);
                     }
                     match next {
                         Some((at, len, id)) => {
@@ -251,7 +267,6 @@ impl Tokenizer {
                 }
             }
         }
-        ids
     }
 
     /// Ids back to text (`SimpleTokenizer.decode`): token bytes joined, decoded as UTF-8 with
@@ -276,12 +291,18 @@ impl Tokenizer {
         context_length: usize,
         truncate: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        if context_length < 2 {
+        if !(2..=MAX_CONTEXT_LENGTH).contains(&context_length) {
             return Err(TokenizerError::ContextLength { context_length });
         }
-        let mut tokens = Vec::with_capacity(context_length.max(16));
+        let mut tokens = Vec::with_capacity(context_length);
         tokens.push(self.inner.sot);
-        tokens.extend(self.encode(text));
+        // Truncating needs only the first context_length - 2 ids and one more to know the text is cut.
+        let max_ids = if truncate {
+            context_length - 1
+        } else {
+            usize::MAX
+        };
+        self.encode_into(text, max_ids, &mut tokens);
         tokens.push(self.inner.eot);
         if tokens.len() > context_length {
             if !truncate {

@@ -60,6 +60,9 @@ fn merge_pair(line: &str, path: &Path, line_no: usize) -> Result<(String, String
     }
 }
 
+/// Ids at or above this are refused: the decoder table is sized by the largest id (CLIP's is 49407).
+pub(crate) const MAX_VOCAB_ID: u32 = 1 << 22;
+
 /// Reads OpenAI's gzipped merges file (`bytes` as read from `path`).
 pub(crate) fn parse_bpe_gz(bytes: &[u8], path: &Path) -> Result<VocabFiles, TokenizerError> {
     let mut text = String::new();
@@ -116,10 +119,11 @@ fn vocab_from_json(value: &Value, path: &Path, what: &str) -> Result<VocabFiles,
         let id = id
             .as_u64()
             .and_then(|i| u32::try_from(i).ok())
+            .filter(|&i| i < MAX_VOCAB_ID)
             .ok_or_else(|| {
                 format_err(
                     path,
-                    format!("{what}: token {token:?} has id {id}, not an id"),
+                    format!("{what}: token {token:?} has id {id}, not an id below {MAX_VOCAB_ID}"),
                 )
             })?;
         encoder.insert(token.clone(), id);
