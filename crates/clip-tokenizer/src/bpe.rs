@@ -360,7 +360,7 @@ mod tests {
         for len in 1..=400usize {
             let word: Vec<u8> = (0..len)
                 .map(|_| {
-                    if xorshift(&mut state) % 3 == 0 {
+                    if xorshift(&mut state).is_multiple_of(3) {
                         b'b'
                     } else {
                         b'a'
