@@ -39,6 +39,20 @@ pub struct GlobalArgs {
     /// No progress bars
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Largest image file read, in bytes (K, M, G suffixes) [default: 256M, or $CLIP_MAX_IMAGE_BYTES]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub max_image_bytes: Option<u64>,
+    /// Largest text file read (captions, labels, classes, templates, dataset CSV) [default: 64M, or
+    /// $CLIP_MAX_TEXT_BYTES]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub max_text_bytes: Option<u64>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    match clip::io::parse_size(text)? {
+        0 => Err("a size limit must be at least 1 byte".into()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,7 +149,8 @@ pub struct ClassifyArgs {
     /// Tokenizer file or directory overriding the model's
     #[arg(long, value_name = "PATH")]
     pub vocab: Option<PathBuf>,
-    /// One JSON object per image per line: {"image", "labels", "probs"}
+    /// One JSON object per image per line: {"image", "labels", "probs"}, or {"image", "error"} for an image
+    /// that could not be read
     #[arg(long)]
     pub json: bool,
 }
@@ -202,7 +217,7 @@ pub struct EmbedArgs {
     /// Texts to embed
     #[arg(long, num_args = 1.., value_name = "T")]
     pub text: Vec<String>,
-    /// File with one text per line
+    /// File with one text per line (- for standard input)
     #[arg(long, value_name = "F")]
     pub text_file: Option<PathBuf>,
     /// L2-normalise each embedding
@@ -214,10 +229,10 @@ pub struct EmbedArgs {
     /// Tokenizer file or directory overriding the model's
     #[arg(long, value_name = "PATH")]
     pub vocab: Option<PathBuf>,
-    /// Print the embeddings as a JSON list of lists
+    /// Print the embeddings as a JSON list of lists (null for an image that failed)
     #[arg(long)]
     pub json: bool,
-    /// Write the embeddings as a float32 [N, D] .npy file
+    /// Write the embeddings as a float32 [N, D] .npy file (a row of NaN for an image that failed)
     #[arg(long, value_name = "F.npy")]
     pub output: Option<PathBuf>,
 }
@@ -232,7 +247,7 @@ pub struct TokenizeArgs {
     /// [default: OpenAI's vocabulary, built in]
     #[arg(long, value_name = "PATH")]
     pub vocab: Option<PathBuf>,
-    /// Tokens per row, including start and end tokens
+    /// Tokens per row, including start and end tokens (2 to 8192)
     #[arg(long, value_name = "N", default_value_t = clip::tokenizer::DEFAULT_CONTEXT_LENGTH)]
     pub context_length: usize,
     /// Cut texts longer than the context length (the last token becomes end-of-text)
@@ -241,7 +256,7 @@ pub struct TokenizeArgs {
     /// Texts to tokenize
     #[arg(value_name = "TEXT")]
     pub texts: Vec<String>,
-    /// File with one text per line
+    /// File with one text per line (- for standard input)
     #[arg(long, value_name = "F")]
     pub text_file: Option<PathBuf>,
     /// Print [[ids...], ...] (otherwise one line of ids per text)
@@ -254,13 +269,13 @@ pub struct PreprocessArgs {
     /// Take size, mean and std from this model (any --model form)
     #[arg(long, short, value_name = "M", conflicts_with = "size")]
     pub model: Option<String>,
-    /// Output size with OpenAI's mean and std [default: 224]
+    /// Output size with OpenAI's mean and std, 1 to 4096 [default: 224]
     #[arg(long, value_name = "N")]
     pub size: Option<u32>,
     /// Images to preprocess
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
-    /// Float32 [N, 3, S, S] .npy file to write
+    /// Float32 [N, 3, S, S] .npy file to write (a row of NaN for an image that failed)
     #[arg(long, value_name = "F.npy", required = true)]
     pub output: PathBuf,
 }
@@ -269,7 +284,7 @@ pub struct PreprocessArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArg,
-    /// Batch sizes to measure
+    /// Batch sizes to measure (1 to 1024)
     #[arg(
         long,
         value_delimiter = ',',
@@ -278,8 +293,8 @@ pub struct BenchArgs {
     )]
     pub batch: Vec<usize>,
     /// Timed runs per measurement (the median is reported)
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub iters: usize,
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub iters: u32,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -306,7 +321,7 @@ pub struct ConditionArgs {
     /// Guidance scale; above 1 the batch holds negative rows too
     #[arg(long, value_name = "W", default_value_t = 7.5)]
     pub cfg: f64,
-    /// Images per prompt (rows per half)
+    /// Images per prompt (rows per half), 1 to 256
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub n_images: usize,
     /// Layers to skip from the end (diffusers' clip_skip; positive prompt only, as diffusers)

@@ -171,8 +171,25 @@ fn one_bad_image_in_a_batch_does_not_stop_the_others() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(printed.len(), 2, "the two good images are still classified");
-    assert_eq!(printed[1]["image"].as_str().unwrap(), images[1]);
+    // Each input keeps its line: the failed ones carry an "error" instead of probabilities.
+    assert_eq!(printed.len(), 4, "one line per input");
+    assert_eq!(printed[0]["image"].as_str().unwrap(), images[0]);
+    assert!(printed[0]["probs"].is_array());
+    assert_eq!(
+        printed[1]["image"].as_str().unwrap(),
+        corrupt.to_str().unwrap()
+    );
+    assert!(printed[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("corrupt.jpg"));
+    assert!(printed[1].get("probs").is_none());
+    assert!(printed[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing-photo.png"));
+    assert_eq!(printed[3]["image"].as_str().unwrap(), images[1]);
+    assert!(printed[3]["probs"].is_array());
 }
 
 #[test]

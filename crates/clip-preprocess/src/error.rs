@@ -6,13 +6,9 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong between a path (or bytes) and a normalised tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
-    /// The file could not be read.
-    #[error("cannot read image {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read: missing, not a regular file, or over the size limit.
+    #[error(transparent)]
+    File(#[from] clip_io::FileError),
     /// The bytes look like a supported format but are corrupt, truncated or use an unsupported feature.
     #[error("cannot decode image {}: {reason}", path.display())]
     Decode { path: PathBuf, reason: String },
@@ -60,7 +56,6 @@ impl PreprocessError {
     pub(crate) fn with_path(self, new_path: &Path) -> Self {
         let p = new_path.to_path_buf();
         match self {
-            PreprocessError::Io { source, .. } => PreprocessError::Io { path: p, source },
             PreprocessError::Decode { reason, .. } => PreprocessError::Decode { path: p, reason },
             PreprocessError::UnsupportedFormat { .. } => {
                 PreprocessError::UnsupportedFormat { path: p }
@@ -87,7 +82,7 @@ impl PreprocessError {
             PreprocessError::UnsupportedMode { mode, .. } => {
                 PreprocessError::UnsupportedMode { path: p, mode }
             }
-            other @ PreprocessError::InvalidArgument(_) => other,
+            other @ (PreprocessError::InvalidArgument(_) | PreprocessError::File(_)) => other,
         }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! Images above Pillow's decompression-bomb limit ([`PIXEL_LIMIT`] pixels) are refused before decoding.
 
+mod config;
 mod convert;
 mod decode;
 mod error;
@@ -27,6 +28,7 @@ use mozjpeg_sys as _;
 
 use std::path::Path;
 
+pub use config::{PreprocessConfig, MAX_SIZE, OPENAI_MEAN, OPENAI_STD};
 pub use decode::{sniff, Format, MAX_IMAGE_PIXELS, PIXEL_LIMIT};
 pub use error::PreprocessError;
 pub use geometry::{center_crop, center_crop_offset, resized_size};
@@ -34,43 +36,10 @@ pub use image::{Mode, PilImage, PixelData, Transparency};
 pub use normalize::{normalize, RgbImage};
 pub use resize::resize_bicubic;
 
-/// CLIP preprocessing parameters: crop size and per-channel mean / std (RGB order).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PreprocessConfig {
-    pub size: u32,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-}
-
-/// OpenAI's normalisation constants, as torch turns the Python floats into float32 (double -> float).
-pub const OPENAI_MEAN: [f32; 3] = [
-    0.48145466_f64 as f32,
-    0.4578275_f64 as f32,
-    0.40821073_f64 as f32,
-];
-pub const OPENAI_STD: [f32; 3] = [
-    0.26862954_f64 as f32,
-    0.26130258_f64 as f32,
-    0.27577711_f64 as f32,
-];
-
-impl Default for PreprocessConfig {
-    /// 224 pixels with OpenAI's mean and std.
-    fn default() -> Self {
-        PreprocessConfig {
-            size: 224,
-            mean: OPENAI_MEAN,
-            std: OPENAI_STD,
-        }
-    }
-}
-
-/// Reads and decodes an image file (format detected from its content, not its extension).
+/// Reads and decodes an image file (format detected from its content, not its extension). Only regular files
+/// up to the image size limit are read ([`clip_io::Input::Image`]): a FIFO or device is refused at once.
 pub fn open(path: &Path) -> Result<PilImage, PreprocessError> {
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = clip_io::read_input(path, clip_io::Input::Image)?;
     decode::decode(&bytes).map_err(|e| e.with_path(path))
 }
 
@@ -82,11 +51,7 @@ pub fn decode(bytes: &[u8]) -> Result<PilImage, PreprocessError> {
 /// Resize the shorter side to `size` (BICUBIC with Pillow's mode rules), centre crop `size` x `size`,
 /// convert to RGB: the uint8 image `_transform(size)` hands to `ToTensor`.
 pub fn resize_crop_rgb(image: &PilImage, size: u32) -> Result<RgbImage, PreprocessError> {
-    if size == 0 {
-        return Err(PreprocessError::InvalidArgument(
-            "crop size must be > 0".into(),
-        ));
-    }
+    config::check_size(size)?;
     if image.width() == 0 || image.height() == 0 {
         return Err(PreprocessError::ZeroSize {
             path: error::memory_path(),
@@ -136,6 +101,7 @@ pub fn preprocess_image(
     image: &PilImage,
     config: &PreprocessConfig,
 ) -> Result<Vec<f32>, PreprocessError> {
+    config.validate()?;
     let rgb = resize_crop_rgb(image, config.size)?;
     Ok(normalize(&rgb, config.mean, config.std))
 }

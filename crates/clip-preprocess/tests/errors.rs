@@ -46,7 +46,7 @@ impl Rng {
 fn missing_file_is_an_io_error_naming_the_path() {
     let path = Path::new("photos/does-not-exist.jpg");
     let err = open(path).unwrap_err();
-    assert!(matches!(err, PreprocessError::Io { .. }), "{err:?}");
+    assert!(matches!(err, PreprocessError::File(_)), "{err:?}");
     let msg = err.to_string();
     assert!(
         msg.starts_with("cannot read image photos/does-not-exist.jpg: "),

@@ -6,13 +6,16 @@ use std::path::PathBuf;
 /// Everything that can go wrong while loading a vocabulary or tokenizing.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    /// A file or directory could not be read.
+    /// A directory could not be listed.
     #[error("cannot read {}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be read: missing, not a regular file, or over the size limit.
+    #[error(transparent)]
+    File(#[from] clip_io::FileError),
     /// A tokenizer file is malformed or is not a CLIP byte-level BPE vocabulary.
     #[error("{}: {reason}", path.display())]
     Format { path: PathBuf, reason: String },

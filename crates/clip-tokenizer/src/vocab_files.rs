@@ -36,11 +36,9 @@ fn format_err(path: &Path, reason: impl Into<String>) -> TokenizerError {
     }
 }
 
+/// A vocabulary file: a regular file within the vocabulary size limit.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, TokenizerError> {
-    std::fs::read(path).map_err(|source| TokenizerError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(clip_io::read_input(path, clip_io::Input::Vocabulary)?)
 }
 
 fn read_text(path: &Path) -> Result<String, TokenizerError> {
@@ -66,9 +64,18 @@ pub(crate) const MAX_VOCAB_ID: u32 = 1 << 22;
 /// Reads OpenAI's gzipped merges file (`bytes` as read from `path`).
 pub(crate) fn parse_bpe_gz(bytes: &[u8], path: &Path) -> Result<VocabFiles, TokenizerError> {
     let mut text = String::new();
+    // A small gzip file can inflate without bound: stop at the limit for vocabularies.
+    let max = clip_io::limit(clip_io::Input::Vocabulary);
     flate2::read::GzDecoder::new(bytes)
+        .take(max + 1)
         .read_to_string(&mut text)
         .map_err(|e| format_err(path, format!("not a gzipped UTF-8 text file: {e}")))?;
+    if text.len() as u64 > max {
+        return Err(format_err(
+            path,
+            format!("it inflates to more than {max} bytes, larger than any vocabulary"),
+        ));
+    }
     let lines: Vec<&str> = text.split('\n').collect();
     if lines.len() < OPENAI_MERGES + 1 {
         return Err(format_err(

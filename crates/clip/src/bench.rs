@@ -7,7 +7,8 @@ use std::time::Instant;
 use candle_core::Tensor;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{ClipError, Result};
+use crate::limits;
 use crate::loader::Clip;
 
 #[derive(Clone, Debug)]
@@ -51,11 +52,37 @@ pub struct BenchReport {
     pub peak_rss_bytes: Option<u64>,
 }
 
+impl BenchOptions {
+    /// At least one timed run and one batch, every batch between 1 and [`limits::MAX_BATCH`].
+    pub fn validate(&self) -> Result<()> {
+        if self.iters == 0 {
+            return Err(ClipError::InvalidInput(
+                "iterations must be at least 1 (a median of no runs measures nothing)".into(),
+            ));
+        }
+        if self.batches.is_empty() || self.batches.contains(&0) {
+            return Err(ClipError::InvalidInput(
+                "batch sizes must be at least 1".into(),
+            ));
+        }
+        for &batch in &self.batches {
+            limits::check_count("batch size", batch, limits::MAX_BATCH)?;
+        }
+        Ok(())
+    }
+}
+
 /// Loads the model, timing the load, then measures both towers.
 pub fn run(spec: &str, load: &crate::LoadOptions, options: &BenchOptions) -> Result<BenchReport> {
+    options.validate()?;
     let start = Instant::now();
     let clip = Clip::load(spec, load)?;
     let load_seconds = start.elapsed().as_secs_f64();
+    let largest = options.batches.iter().copied().max().unwrap_or(1);
+    limits::check_memory(
+        &format!("a batch of {largest} images"),
+        largest as u64 * image_bytes_per_item(&clip),
+    )?;
     let mut rows = Vec::new();
     for &batch in &options.batches {
         rows.push(measure(options, batch, "image", || {
@@ -86,8 +113,8 @@ fn measure(
     for _ in 0..options.warmup {
         run_once()?;
     }
-    let mut times = Vec::with_capacity(options.iters.max(1));
-    for _ in 0..options.iters.max(1) {
+    let mut times = Vec::with_capacity(options.iters);
+    for _ in 0..options.iters {
         let start = Instant::now();
         run_once()?;
         times.push(start.elapsed().as_secs_f64());
@@ -100,6 +127,17 @@ fn measure(
         seconds,
         items_per_second: batch as f64 / seconds,
     })
+}
+
+/// A generous estimate of the memory one image takes through the image tower: its pixels plus the widest
+/// activations alive at once (residual stream, normed copy, q/k/v, attention output, MLP hidden).
+fn image_bytes_per_item(clip: &Clip) -> u64 {
+    let config = clip.model().config();
+    let size = clip.preprocess_config().size as u64;
+    let tokens = config.vision.num_positions() as u64;
+    let width = config.vision.width as u64;
+    let hidden = config.vision.intermediate_size as u64;
+    4 * (3 * size * size + tokens * (6 * width + hidden))
 }
 
 fn image_batch(clip: &Clip, batch: usize) -> Result<()> {

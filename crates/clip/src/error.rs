@@ -35,6 +35,9 @@ pub enum ClipError {
     InvalidInput(String),
     #[error("the classifier was made with model {expected}, not with the loaded model {found}; rebuild it for this model")]
     ModelMismatch { expected: String, found: String },
+    /// A file that could not be read or written (missing, not a regular file, over its size limit, disk full).
+    #[error(transparent)]
+    File(#[from] clip_io::FileError),
     #[error(transparent)]
     Tokenizer(#[from] clip_tokenizer::TokenizerError),
     #[error(transparent)]

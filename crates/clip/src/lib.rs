@@ -12,7 +12,9 @@ pub mod checkpoint;
 pub mod conditioning;
 pub mod error;
 pub mod hub;
+mod json;
 pub mod kernels;
+pub mod limits;
 pub mod loader;
 pub mod model;
 pub mod npy;
@@ -21,6 +23,7 @@ pub mod priority;
 pub mod source;
 pub mod zeroshot;
 
+pub use clip_io as io;
 pub use clip_preprocess as preprocess;
 pub use clip_tokenizer as tokenizer;
 pub use error::{ClipError, Result};

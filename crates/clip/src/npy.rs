@@ -1,22 +1,15 @@
 //! NumPy `.npy` (format version 1.0) reading and writing for little-endian float32 arrays, the format
 //! `numpy.save` writes and `numpy.load` reads; enough for embeddings and pixel tensors.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use crate::error::{ClipError, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// Serialises a C-ordered float32 array of the given shape.
-pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
-    let expected: usize = shape.iter().product();
-    if expected != data.len() {
-        return Err(ClipError::InvalidInput(format!(
-            "npy: shape {shape:?} needs {expected} values, got {}",
-            data.len()
-        )));
-    }
+/// The header of a C-ordered little-endian float32 array of `shape` (magic, version 1.0, padded dict).
+fn header(shape: &[usize]) -> Result<Vec<u8>> {
     let dims = match shape {
         [one] => format!("({one},)"),
         _ => format!(
@@ -35,41 +28,114 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
     header.push('\n');
     let header_len = u16::try_from(header.len())
         .map_err(|_| ClipError::InvalidInput("npy: shape too long for a header".into()))?;
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    Ok(out)
+}
+
+/// Values of an array of `shape`, or an error when the product overflows.
+fn element_count(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| ClipError::InvalidInput(format!("npy: shape {shape:?} is too large")))
+}
+
+/// Serialises a C-ordered float32 array of the given shape.
+pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
+    let expected = element_count(shape)?;
+    if expected != data.len() {
+        return Err(ClipError::InvalidInput(format!(
+            "npy: shape {shape:?} needs {expected} values, got {}",
+            data.len()
+        )));
+    }
+    let mut out = header(shape)?;
+    out.reserve(data.len() * 4);
     for value in data {
         out.extend_from_slice(&value.to_le_bytes());
     }
     Ok(out)
 }
 
-/// Writes the array to `path` through a temporary file, so a failed write never leaves a partial `.npy`.
-pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let bytes = to_bytes(shape, data)?;
-    let io_err = |source| ClipError::Io {
+/// Writes a float32 array row by row, so that arrays larger than memory can be written: the shape is
+/// declared first, [`NpyWriter::finish`] checks that exactly that many values came. The output is an
+/// [`clip_io::OutputFile`]: a regular file appears whole or not at all, a device is written in place.
+pub struct NpyWriter {
+    out: clip_io::OutputFile,
+    expected: usize,
+    written: usize,
+    shape: Vec<usize>,
+}
+
+impl NpyWriter {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
+        let expected = element_count(shape)?;
+        let mut out = clip_io::OutputFile::create(path)?;
+        let bytes = header(shape)?;
+        out.write_all(&bytes)
+            .map_err(|source| write_error(path, source))?;
+        Ok(NpyWriter {
+            out,
+            expected,
+            written: 0,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Appends values in C order.
+    pub fn write(&mut self, values: &[f32]) -> Result<()> {
+        if self.written + values.len() > self.expected {
+            return Err(ClipError::InvalidInput(format!(
+                "npy: more than the {} values of shape {:?}",
+                self.expected, self.shape
+            )));
+        }
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let path = self.out.path().to_path_buf();
+        self.out
+            .write_all(&bytes)
+            .map_err(|source| write_error(&path, source))?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Checks the count and makes the file visible.
+    pub fn finish(self) -> Result<()> {
+        if self.written != self.expected {
+            return Err(ClipError::InvalidInput(format!(
+                "npy: shape {:?} needs {} values, got {}",
+                self.shape, self.expected, self.written
+            )));
+        }
+        Ok(self.out.commit()?)
+    }
+}
+
+fn write_error(path: &Path, source: std::io::Error) -> ClipError {
+    clip_io::FileError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("npy.partial");
-    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
-    file.write_all(&bytes).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io_err)
+    }
+    .into()
+}
+
+/// Writes the array to `path` (see [`NpyWriter`]): never a partial regular file, never a replaced device.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    let mut writer = NpyWriter::create(path, shape)?;
+    writer.write(data)?;
+    writer.finish()
 }
 
 /// Reads a little-endian float32 (or float64, converted) C-ordered `.npy` file: (shape, values).
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let bytes = clip_io::read_input(path, clip_io::Input::Data)?;
     from_bytes(&bytes)
         .map_err(|reason| ClipError::InvalidInput(format!("{}: {reason}", path.display())))
 }
@@ -121,9 +187,12 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), S
                 .map_err(|_| format!("malformed shape entry {s:?}"))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let payload = &bytes[data_start..];
-    if payload.len() != count * width {
+    if count.checked_mul(width) != Some(payload.len()) {
         return Err(format!(
             "data holds {} bytes, shape {shape:?} needs {}",
             payload.len(),
@@ -163,6 +232,29 @@ mod tests {
         let bytes = to_bytes(&[3], &[0.0; 3]).unwrap();
         let text = String::from_utf8_lossy(&bytes[10..]);
         assert!(text.contains("'shape': (3,)"), "{text}");
+    }
+
+    #[test]
+    fn streamed_rows_equal_one_write_and_short_streams_write_nothing() {
+        let dir = std::env::temp_dir().join(format!("clip-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rows.npy");
+        let mut w = NpyWriter::create(&path, &[3, 2]).unwrap();
+        for row in [[1.0, 2.0], [f32::NAN, f32::NAN], [5.0, 6.0]] {
+            w.write(&row).unwrap();
+        }
+        w.finish().unwrap();
+        let (shape, values) = read_f32(&path).unwrap();
+        assert_eq!(shape, vec![3, 2]);
+        assert_eq!(values[..2], [1.0, 2.0]);
+        assert!(values[2].is_nan() && values[3].is_nan());
+        let mut short = NpyWriter::create(&path, &[3, 2]).unwrap();
+        short.write(&[9.0, 9.0]).unwrap();
+        assert!(short.finish().is_err());
+        // The earlier complete file is untouched.
+        assert_eq!(read_f32(&path).unwrap().1[..2], [1.0, 2.0]);
+        let mut long = NpyWriter::create(&path, &[1]).unwrap();
+        assert!(long.write(&[1.0, 2.0]).is_err());
     }
 
     #[test]

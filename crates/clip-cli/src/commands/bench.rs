@@ -8,20 +8,19 @@ use crate::report::{Outcome, UsageError};
 use super::{hub_options, print_line};
 
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
-    if args.batch.is_empty() || args.batch.contains(&0) {
-        return Err(
-            UsageError("--batch needs sizes of at least 1, e.g. --batch 1,8,32".into()).into(),
-        );
-    }
+    let options = clip::bench::BenchOptions {
+        batches: args.batch.clone(),
+        iters: args.iters as usize,
+        ..clip::bench::BenchOptions::default()
+    };
+    // Checked before the model loads; the memory a batch needs is checked once the model is known.
+    options
+        .validate()
+        .map_err(|e| UsageError(format!("{e} (e.g. --batch 1,8,32 --iters 5)")))?;
     let load = clip::LoadOptions {
         hub: hub_options(global),
         vocab: None,
         precision: args.model.dtype,
-    };
-    let options = clip::bench::BenchOptions {
-        batches: args.batch.clone(),
-        iters: args.iters.max(1),
-        ..clip::bench::BenchOptions::default()
     };
     let model = &args.model.model;
     let report = clip::bench::run(model, &load, &options)

@@ -83,8 +83,16 @@ pub fn run(global: &GlobalArgs, args: ClassifyArgs) -> anyhow::Result<Outcome> {
         let feature = match feature {
             Ok(f) => f,
             Err(e) => {
+                // The image keeps its place in the output: scripts pair lines with inputs.
                 failed += 1;
                 input_failed(&e);
+                if args.json {
+                    let line = serde_json::json!({ "image": path, "error": e.to_string() });
+                    print_line(&line.to_string())?;
+                } else {
+                    print_line(&path.display().to_string())?;
+                    print_line(&format!("  error: {e}"))?;
+                }
                 continue;
             }
         };

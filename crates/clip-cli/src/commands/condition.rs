@@ -13,8 +13,12 @@ use crate::report::{Outcome, UsageError};
 use super::print_line;
 
 pub fn run(_global: &GlobalArgs, args: ConditionArgs) -> anyhow::Result<Outcome> {
-    if args.n_images == 0 {
-        return Err(UsageError("--n-images must be at least 1".into()).into());
+    if args.n_images == 0 || args.n_images > clip::limits::MAX_N_IMAGES {
+        return Err(UsageError(format!(
+            "--n-images must be between 1 and {}",
+            clip::limits::MAX_N_IMAGES
+        ))
+        .into());
     }
     if !args.cfg.is_finite() {
         return Err(UsageError(format!("--cfg {} is not a finite number", args.cfg)).into());

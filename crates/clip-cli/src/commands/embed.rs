@@ -1,55 +1,83 @@
-//! `clip embed`: raw `encode_image` / `encode_text` features as JSON or a float32 `[N, D]` .npy file.
-
-use anyhow::Context;
+//! `clip embed`: raw `encode_image` / `encode_text` features as JSON or a float32 `[N, D]` .npy file, one row
+//! per input in input order (a failed image keeps its row: NaN in the .npy, null in the JSON).
 
 use crate::args::{EmbedArgs, GlobalArgs};
 use crate::progress;
 use crate::report::{input_failed, Outcome};
 
-use super::{hint_truncate, load_model, print_line, read_lines};
+use super::rows::RowSink;
+use super::{hint_truncate, load_model, read_lines};
+
+/// Texts encoded per model call and per streamed write.
+const TEXT_CHUNK: usize = 1024;
 
 pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<Outcome> {
     let clip = load_model(global, &args.model, args.vocab.as_deref())?;
-    let (mut rows, failed, total) = if !args.image.is_empty() {
-        let bar = progress::items(args.image.len(), "embedding", global.quiet);
-        let results = clip.encode_image_files(&args.image, |done| bar.set_position(done as u64));
-        bar.finish_and_clear();
-        let mut rows = Vec::with_capacity(results.len());
-        let mut failed = 0;
-        for result in results {
-            match result {
-                Ok(row) => rows.push(row),
-                Err(e) => {
-                    failed += 1;
-                    input_failed(&e);
+    if !args.image.is_empty() {
+        embed_images(global, &args, &clip)
+    } else {
+        embed_texts(&args, &clip)
+    }
+}
+
+fn embed_images(
+    global: &GlobalArgs,
+    args: &EmbedArgs,
+    clip: &clip::Clip,
+) -> anyhow::Result<Outcome> {
+    let bar = progress::items(args.image.len(), "embedding", global.quiet);
+    let results = clip.encode_image_files(&args.image, |done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let dim = results
+        .iter()
+        .find_map(|r| r.as_ref().ok().map(Vec::len))
+        .unwrap_or(clip.model().config().projection_dim);
+    let mut sink = RowSink::create(args.output.as_deref(), args.json, results.len(), dim)?;
+    let mut failed = 0;
+    for result in results {
+        match result {
+            Ok(mut row) => {
+                if args.normalize {
+                    clip::loader::normalize_rows(std::slice::from_mut(&mut row));
                 }
+                sink.push(Some(&row))?;
+            }
+            Err(e) => {
+                failed += 1;
+                input_failed(&e);
+                sink.push(None)?;
             }
         }
-        (rows, failed, args.image.len())
-    } else {
-        let mut texts = args.text.clone();
-        if let Some(file) = &args.text_file {
-            texts.extend(read_lines(file, "text")?);
-        }
-        let rows = clip
-            .encode_texts(&texts, args.truncate)
-            .map_err(hint_truncate)?;
-        (rows, 0, texts.len())
-    };
-    if args.normalize {
-        clip::loader::normalize_rows(&mut rows);
     }
     // With nothing embedded, an existing output file is left as it was.
-    if let Some(output) = args.output.as_ref().filter(|_| !rows.is_empty()) {
-        let dim = rows
-            .first()
-            .map_or(clip.model().config().projection_dim, Vec::len);
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        clip::npy::write_f32(output, &[rows.len(), dim], &flat)
-            .with_context(|| format!("cannot write {}", output.display()))?;
+    sink.finish(failed < args.image.len())?;
+    Ok(Outcome::from_failures(failed, args.image.len()))
+}
+
+fn embed_texts(args: &EmbedArgs, clip: &clip::Clip) -> anyhow::Result<Outcome> {
+    let mut texts = args.text.clone();
+    if let Some(file) = &args.text_file {
+        texts.extend(read_lines(file, "text")?);
     }
-    if args.json {
-        print_line(&serde_json::to_string(&rows)?)?;
+    if !args.truncate {
+        // As clip.tokenize, one over-long text fails the whole call: find it before any row is written.
+        for chunk in texts.chunks(TEXT_CHUNK) {
+            clip.tokenize(chunk, false).map_err(hint_truncate)?;
+        }
     }
-    Ok(Outcome::from_failures(failed, total))
+    let dim = clip.model().config().projection_dim;
+    let mut sink = RowSink::create(args.output.as_deref(), args.json, texts.len(), dim)?;
+    for chunk in texts.chunks(TEXT_CHUNK) {
+        let mut rows = clip
+            .encode_texts(chunk, args.truncate)
+            .map_err(hint_truncate)?;
+        if args.normalize {
+            clip::loader::normalize_rows(&mut rows);
+        }
+        for row in &rows {
+            sink.push(Some(row))?;
+        }
+    }
+    sink.finish(true)?;
+    Ok(Outcome::Success)
 }

@@ -100,8 +100,8 @@ pub fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<Outcome> {
     bar.finish_and_clear();
 
     if let Some(path) = &args.confusion {
-        std::fs::write(path, report.confusion_csv())
-            .with_context(|| format!("cannot write confusion matrix {}", path.display()))?;
+        clip::io::write_output(path, report.confusion_csv().as_bytes())
+            .context("cannot write the confusion matrix")?;
     }
     for (path, error) in &report.unreadable {
         input_failed(&format!("unreadable image {}: {error}", path.display()));

@@ -8,6 +8,7 @@ mod eval;
 mod models;
 mod preprocess;
 mod probe;
+mod rows;
 mod tokenize;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::progress::DownloadBar;
 use crate::report::Outcome;
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    apply_file_limits(&cli.global)?;
     match cli.command {
         Command::Classify(args) => classify::run(&cli.global, args),
         Command::Embed(args) => embed::run(&cli.global, args),
@@ -31,6 +33,20 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Probe(args) => probe::run(&cli.global, args),
         Command::Condition(args) => condition::run(&cli.global, args),
     }
+}
+
+/// `--max-image-bytes` / `--max-text-bytes` for every read this process makes.
+fn apply_file_limits(global: &GlobalArgs) -> anyhow::Result<()> {
+    use clip::io::{set_limit, Input};
+    for (kind, bytes) in [
+        (Input::Image, global.max_image_bytes),
+        (Input::Text, global.max_text_bytes),
+    ] {
+        if let Some(bytes) = bytes {
+            set_limit(kind, bytes).map_err(crate::report::UsageError)?;
+        }
+    }
+    Ok(())
 }
 
 fn hub_options(global: &GlobalArgs) -> clip::hub::HubOptions {
@@ -55,10 +71,20 @@ fn load_model(
     clip::Clip::load(name, &options).with_context(|| format!("cannot load model {name}"))
 }
 
-/// Non-empty lines of a text file (trailing whitespace and `\r` removed).
+/// Non-empty lines of a text file, or of standard input for `-` (trailing whitespace and `\r` removed). Only
+/// regular files within the text size limit are read.
 fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    let text = if path == Path::new("-") {
+        let bytes = clip::io::read_stdin(clip::io::Input::Text)?;
+        String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read {what}s from standard input: not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?
+    } else {
+        clip::io::read_input_text(path, clip::io::Input::Text)?
+    };
     let lines: Vec<String> = text
         .lines()
         .map(|l| l.trim_end().to_string())

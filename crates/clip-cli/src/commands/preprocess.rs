@@ -1,52 +1,65 @@
-//! `clip preprocess`: the model's image pipeline written as float32 `[N, 3, S, S]`.
+//! `clip preprocess`: the model's image pipeline written as float32 `[N, 3, S, S]`, streamed in chunks; an image
+//! that fails keeps its place as a row of NaN.
 
 use anyhow::Context;
+use clip::npy::NpyWriter;
 use clip::preprocess::PreprocessConfig;
 
 use crate::args::{GlobalArgs, PreprocessArgs};
 use crate::progress;
-use crate::report::{input_failed, Outcome};
+use crate::report::{input_failed, Outcome, UsageError};
 
 use super::hub_options;
+
+/// Images decoded (on all cores) and written per step: memory stays bounded whatever the number of images.
+const CHUNK: usize = 32;
 
 pub fn run(global: &GlobalArgs, args: PreprocessArgs) -> anyhow::Result<Outcome> {
     let config = match (&args.model, args.size) {
         (Some(model), _) => {
             clip::source::ModelSource::parse(model)?.preprocess_config(&hub_options(global))?
         }
-        (None, Some(size)) => PreprocessConfig {
-            size,
-            ..PreprocessConfig::default()
-        },
+        (None, Some(size)) => {
+            let config = PreprocessConfig {
+                size,
+                ..PreprocessConfig::default()
+            };
+            config
+                .validate()
+                .map_err(|e| UsageError(format!("--size {size}: {e}")))?;
+            config
+        }
         (None, None) => PreprocessConfig::default(),
     };
-    if config.size == 0 {
-        return Err(crate::report::UsageError("--size must be at least 1".into()).into());
-    }
-    let bar = progress::items(args.images.len(), "preprocessing", global.quiet);
-    let results = clip::loader::parallel_map(&args.images, |path| {
-        let result = clip::preprocess::preprocess_path(path, &config);
-        bar.inc(1);
-        result
-    });
-    bar.finish_and_clear();
-    let mut flat = Vec::new();
-    let mut good = 0;
-    for result in &results {
-        match result {
-            Ok(pixels) => {
-                flat.extend_from_slice(pixels);
-                good += 1;
+    config.validate()?;
+    let size = config.size as usize;
+    let total = args.images.len();
+    let mut out = NpyWriter::create(&args.output, &[total, 3, size, size])
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let bar = progress::items(total, "preprocessing", global.quiet);
+    let mut failed = 0;
+    for chunk in args.images.chunks(CHUNK) {
+        let results = clip::loader::parallel_map(chunk, |path| {
+            let result = clip::preprocess::preprocess_path(path, &config);
+            bar.inc(1);
+            result
+        });
+        for result in results {
+            match result {
+                Ok(pixels) => out.write(&pixels)?,
+                Err(e) => {
+                    failed += 1;
+                    input_failed(&e);
+                    out.write(&vec![f32::NAN; 3 * size * size])?;
+                }
             }
-            Err(e) => input_failed(e),
         }
     }
-    let size = config.size as usize;
-    if good == 0 {
-        // Nothing to write: an existing output file is left as it was.
-        return Ok(Outcome::from_failures(results.len(), results.len()));
+    bar.finish_and_clear();
+    // Nothing preprocessed: an existing output file is left as it was.
+    if failed < total {
+        out.finish()
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
     }
-    clip::npy::write_f32(&args.output, &[good, 3, size, size], &flat)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    Ok(Outcome::from_failures(results.len() - good, results.len()))
+    Ok(Outcome::from_failures(failed, total))
 }

@@ -1,6 +1,7 @@
-//! `clip tokenize`: ids exactly as OpenAI's `clip.tokenize`, one row per text padded with 0.
+//! `clip tokenize`: ids exactly as OpenAI's `clip.tokenize`, one row per text padded with 0, streamed.
 
 use crate::args::{GlobalArgs, TokenizeArgs};
+use crate::json_list::JsonList;
 use crate::report::Outcome;
 
 use super::{hint_truncate, hub_options, print_line, read_lines};
@@ -16,14 +17,26 @@ pub fn run(global: &GlobalArgs, args: TokenizeArgs) -> anyhow::Result<Outcome> {
         }
         None => clip::source::tokenizer_for(None, args.vocab.as_deref())?,
     };
-    let rows = tokenizer
-        .tokenize_batch(&texts, args.context_length, args.truncate)
-        .map_err(|e| hint_truncate(e.into()))?;
+    let tokenize = |text: &str| {
+        tokenizer
+            .tokenize(text, args.context_length, args.truncate)
+            .map_err(|e| hint_truncate(e.into()))
+    };
+    if !args.truncate {
+        // As clip.tokenize, one over-long text fails the call: find it before printing anything.
+        for text in &texts {
+            tokenize(text)?;
+        }
+    }
     if args.json {
-        print_line(&serde_json::to_string(&rows)?)?;
+        let mut list = JsonList::start()?;
+        for text in &texts {
+            list.push(&tokenize(text)?)?;
+        }
+        list.finish()?;
     } else {
-        for row in rows {
-            let ids: Vec<String> = row.iter().map(u32::to_string).collect();
+        for text in &texts {
+            let ids: Vec<String> = tokenize(text)?.iter().map(u32::to_string).collect();
             print_line(&ids.join(" "))?;
         }
     }

@@ -9,7 +9,7 @@ use candle_core::Device;
 use clip_preprocess::{PreprocessConfig, OPENAI_MEAN, OPENAI_STD};
 use serde_json::{Map, Value};
 
-use crate::checkpoint::store::{one_line, TensorStore};
+use crate::checkpoint::store::TensorStore;
 use crate::error::{ClipError, Result};
 use crate::model::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use crate::model::ClipModel;
@@ -29,16 +29,7 @@ const HARMLESS_BUFFERS: [&str; 2] = [
 
 type Fields = Map<String, Value>;
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ClipError::Config {
-        path: path.to_path_buf(),
-        reason: one_line(&format!("not valid JSON: {e}")),
-    })
-}
+use crate::json::read_json;
 
 /// Reads a `CLIPConfig` JSON (`config.json` of a `CLIPModel`). Fields it does not give take transformers' defaults.
 pub fn read_hf_config(config_json: &Path) -> Result<ClipConfig> {
@@ -134,9 +125,16 @@ struct Section<'a> {
 }
 
 impl Section<'_> {
-    /// The value of `key`, `None` when absent or null (both mean "use the default").
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key).filter(|v| !v.is_null())
+    /// The value of `key`, `None` when absent (then transformers' default applies). An explicit `null` is an
+    /// error: transformers passes `None` on and fails when it builds the model (`ACT2FN[None]`, `None * 4`).
+    fn get(&self, key: &str) -> std::result::Result<Option<&Value>, String> {
+        match self.fields.get(key) {
+            Some(Value::Null) => Err(format!(
+                "{}.{key} is null; give a value or leave the key out for the default",
+                self.name
+            )),
+            other => Ok(other),
+        }
     }
 
     fn bad(&self, key: &str, what: &str, value: &Value) -> String {
@@ -144,14 +142,14 @@ impl Section<'_> {
     }
 
     fn usize(&self, key: &str, default: usize) -> std::result::Result<usize, String> {
-        match self.get(key) {
+        match self.get(key)? {
             None => Ok(default),
             Some(v) => as_usize(v).ok_or_else(|| self.bad(key, "a non-negative integer", v)),
         }
     }
 
     fn f64(&self, key: &str, default: f64) -> std::result::Result<f64, String> {
-        match self.get(key) {
+        match self.get(key)? {
             None => Ok(default),
             Some(v) => v.as_f64().ok_or_else(|| self.bad(key, "a number", v)),
         }
@@ -159,7 +157,7 @@ impl Section<'_> {
 
     /// An image or patch size: an integer, or `[height, width]` with equal sides.
     fn square(&self, key: &str, default: usize) -> std::result::Result<usize, String> {
-        let Some(v) = self.get(key) else {
+        let Some(v) = self.get(key)? else {
             return Ok(default);
         };
         if let Some(n) = as_usize(v) {
@@ -174,8 +172,9 @@ impl Section<'_> {
         }
     }
 
+    /// `hidden_act`; absent means transformers' documented default for CLIP towers, `quick_gelu`.
     fn activation(&self, key: &str) -> std::result::Result<Activation, String> {
-        match self.get(key) {
+        match self.get(key)? {
             None => Ok(Activation::QuickGelu),
             Some(v) => v
                 .as_str()
@@ -192,7 +191,7 @@ impl Section<'_> {
 
     fn eos_token_id(&self) -> std::result::Result<u32, String> {
         const KEY: &str = "eos_token_id";
-        let Some(v) = self.get(KEY) else {
+        let Some(v) = self.get(KEY)? else {
             return Ok(49407);
         };
         let single = match v {
@@ -351,16 +350,34 @@ pub fn parse_preprocessor_config(value: &Value) -> std::result::Result<Preproces
                 )
             })
     };
-    let resize = match s.get("size") {
+    // CLIPImageProcessor replaces a null size, crop or mean/std by its default, so null means the default here.
+    let given = |key: &str| top.get(key).filter(|v| !v.is_null());
+    let resize = match given("size") {
         None => 224,
         Some(v) => side("size", v)?,
     };
-    let crop = match s.get("crop_size") {
+    let crop = match given("crop_size") {
         None => resize,
         Some(v) => side("crop_size", v)?,
     };
+    for (key, n) in [("size", resize), ("crop_size", crop)] {
+        if n > clip_preprocess::MAX_SIZE {
+            return Err(format!(
+                "preprocessor_config.{key} {n} is larger than the limit of {} pixels",
+                clip_preprocess::MAX_SIZE
+            ));
+        }
+    }
+    if let Some(v) = given("resample") {
+        // Pillow's filters: NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING. Every checkpoint is
+        // preprocessed with OpenAI's bicubic pipeline (see DESIGN.md), but a value outside Pillow's set is a
+        // broken config, not a choice.
+        if as_usize(v).is_none_or(|n| n > 5) {
+            return Err(s.bad("resample", "a Pillow filter number from 0 to 5", v));
+        }
+    }
     let triple = |key: &str, default: [f32; 3]| -> std::result::Result<[f32; 3], String> {
-        let Some(v) = s.get(key) else {
+        let Some(v) = given(key) else {
             return Ok(default);
         };
         let values = match v {
@@ -375,11 +392,13 @@ pub fn parse_preprocessor_config(value: &Value) -> std::result::Result<Preproces
     };
     let mean = triple("image_mean", OPENAI_MEAN)?;
     let std = triple("image_std", OPENAI_STD)?;
-    if std.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
-        return Err(format!(
-            "preprocessor_config.image_std {std:?} must be positive"
-        ));
+    PreprocessConfig {
+        size: crop,
+        mean,
+        std,
     }
+    .validate()
+    .map_err(|e| format!("preprocessor_config: image_mean {mean:?} / image_std {std:?}: {e}"))?;
     Ok(PreprocessorParams {
         resize,
         crop,
@@ -494,5 +513,41 @@ mod tests {
         );
         assert!(parse_preprocessor_config(&json!({"image_mean": [0.5, 0.5]})).is_err());
         assert!(parse_preprocessor_config(&json!({"image_std": [0.5, 0.0, 0.5]})).is_err());
+    }
+
+    /// The hostile-input campaign's configs: each refused before anything is allocated, naming the field.
+    #[test]
+    fn hostile_preprocessor_values_are_refused() {
+        let err = |v: serde_json::Value| parse_preprocessor_config(&v).unwrap_err();
+        let e = err(json!({"crop_size": {"height": 1000000, "width": 1000000}}));
+        assert!(
+            e.contains("crop_size 1000000 is larger than the limit of 4096"),
+            "{e}"
+        );
+        let e = err(json!({"size": 100000}));
+        assert!(e.contains("preprocessor_config.size"), "{e}");
+        let e = err(json!({"image_std": [1e-45, 0.5, 0.5]}));
+        assert!(e.contains("overflow float32"), "{e}");
+        let e = err(json!({"image_mean": [f64::MAX, 0.5, 0.5]}));
+        assert!(e.contains("mean must be a finite number"), "{e}");
+        let e = err(json!({"resample": 99}));
+        assert!(e.contains("preprocessor_config.resample is 99"), "{e}");
+        assert!(parse_preprocessor_config(&json!({"resample": 3})).is_ok());
+        // CLIPImageProcessor turns None into its defaults.
+        let p = parse_preprocessor_config(&json!({"size": null, "image_std": null})).unwrap();
+        assert_eq!((p.crop, p.std), (224, OPENAI_STD));
+    }
+
+    #[test]
+    fn null_model_fields_are_errors_not_defaults() {
+        let e = parse_hf_config(&json!({"text_config": {"hidden_act": null}})).unwrap_err();
+        assert_eq!(
+            e,
+            "text_config.hidden_act is null; give a value or leave the key out for the default"
+        );
+        let e = parse_hf_config(&json!({"vision_config": {"image_size": null}})).unwrap_err();
+        assert!(e.contains("vision_config.image_size is null"), "{e}");
+        // A whole sub-config may be null: transformers then builds it from defaults.
+        assert!(parse_hf_config(&json!({"text_config": null})).is_ok());
     }
 }

@@ -151,10 +151,16 @@ fn mlp_width(width: usize, ratio: f64) -> usize {
 pub fn parse_model_config(value: &Value) -> std::result::Result<ModelArch, String> {
     let top = Section::new("config", value)?;
     let embed_dim = top.usize("embed_dim", None)?;
-    let quick_gelu = top
-        .get("quick_gelu")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    // open_clip's documented default is erf GELU (`quick_gelu: false`); null is falsy in its Python too.
+    let quick_gelu = match top.get("quick_gelu") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "config.quick_gelu is {other}, expected true or false"
+            ))
+        }
+    };
     let activation = if quick_gelu {
         Activation::QuickGelu
     } else {
@@ -268,10 +274,7 @@ pub fn resolve_config(spec: &str) -> Result<(ModelArch, Option<PretrainedCfg>)> 
         (PathBuf::from("<inline JSON>"), v)
     } else if Path::new(spec).is_file() {
         let path = PathBuf::from(spec);
-        let text = std::fs::read_to_string(&path).map_err(|source| ClipError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = clip_io::read_input_text(&path, clip_io::Input::Config)?;
         let v = serde_json::from_str(&text).map_err(|e| config_err(path.clone(), e.to_string()))?;
         (path, v)
     } else {

@@ -355,6 +355,10 @@ pub fn clip_config(arch: &ModelArch) -> ClipConfig {
 /// Builds a whole CLIP model stored in OpenAI's layout (root prefix) with architecture `arch`, strictly: every
 /// tensor must be used except the known buffers.
 pub fn load_clip(store: &TensorStore, arch: &ModelArch) -> Result<ClipModel> {
+    // Sizes from a config file are checked against the limits before any buffer is sized by them.
+    clip_config(arch)
+        .validate()
+        .map_err(|reason| config_error(store, reason))?;
     let root = store.root();
     let visual = root.pp("visual");
     let (vision, visual_projection) = match &arch.vision {

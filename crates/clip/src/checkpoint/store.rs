@@ -407,19 +407,17 @@ impl TensorStore {
     }
 }
 
-/// Fails early with `Io` for a missing/unreadable file and `Checkpoint` for an empty one; returns the length.
+/// Fails early for a missing, unreadable or non-regular file (a FIFO would block the map) and with
+/// `Checkpoint` for an empty one; returns the length.
 fn check_readable(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if meta.len() == 0 {
+    let (_, len) = clip_io::open_input(path, clip_io::Input::Checkpoint)?;
+    if len == 0 {
         return Err(ClipError::Checkpoint {
             path: path.to_path_buf(),
             reason: "file is empty".into(),
         });
     }
-    Ok(meta.len())
+    Ok(len)
 }
 
 /// A view of a [`TensorStore`] under a key prefix, like candle's `VarBuilder`: `w.pp("encoder").pp(3)` reads

@@ -43,10 +43,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> ClipError {
 
 /// Reads every tensor of a PyTorch zip archive (TorchScript or `torch.save`) onto `device`.
 pub fn read_archive(path: &Path, device: &Device) -> Result<PtArchive> {
-    let file = std::fs::File::open(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (file, _) = clip_io::open_input(path, clip_io::Input::Checkpoint)?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
         bad(
             path,

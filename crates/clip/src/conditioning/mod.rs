@@ -229,12 +229,10 @@ impl Conditioning {
             ("n_images".to_string(), self.n_images.to_string()),
             ("guidance".to_string(), self.guidance.to_string()),
         ]);
-        safetensors::tensor::serialize_to_file(views, Some(metadata), path).map_err(|e| {
-            ClipError::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })
+        let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| {
+            ClipError::InvalidInput(format!("cannot serialise the conditioning: {e}"))
+        })?;
+        Ok(clip_io::write_output(path, &bytes)?)
     }
 }
 
@@ -316,6 +314,7 @@ impl TextConditioner {
                 "n_images must be at least 1".into(),
             ));
         }
+        crate::limits::check_count("n_images", n, crate::limits::MAX_N_IMAGES)?;
         if !request.cfg_weight.is_finite() {
             return Err(ClipError::InvalidInput(format!(
                 "guidance scale {} is not a finite number",

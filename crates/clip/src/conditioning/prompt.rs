@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use clip_tokenizer::{TextCleaning, Tokenizer};
 use serde_json::Value;
 
-use crate::checkpoint::store::one_line;
 use crate::conditioning::preset::PadToken;
 use crate::error::{ClipError, Result};
 
@@ -215,16 +214,7 @@ fn token_content(v: &Value) -> Option<String> {
     }
 }
 
-pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ClipError::Config {
-        path: path.to_path_buf(),
-        reason: one_line(&format!("not valid JSON: {e}")),
-    })
-}
+pub(crate) use crate::json::read_json;
 
 #[cfg(test)]
 mod tests {

@@ -185,6 +185,20 @@ impl ClipConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
+        if v.image_size > clip_preprocess::MAX_SIZE as usize {
+            return Err(format!(
+                "vision_config.image_size {} is larger than the limit of {} pixels",
+                v.image_size,
+                clip_preprocess::MAX_SIZE
+            ));
+        }
+        if t.context_length > clip_tokenizer::MAX_CONTEXT_LENGTH {
+            return Err(format!(
+                "text_config.max_position_embeddings {} is larger than the limit of {} tokens",
+                t.context_length,
+                clip_tokenizer::MAX_CONTEXT_LENGTH
+            ));
+        }
         if v.patch_size > v.image_size {
             return Err(format!(
                 "vision_config.patch_size {} is larger than image_size {}",

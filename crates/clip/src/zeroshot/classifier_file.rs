@@ -79,18 +79,12 @@ impl Classifier {
             .map_err(|e| bad(path, e.to_string()))?;
         let bytes = safetensors::tensor::serialize(tensors, Some(meta))
             .map_err(|e| bad(path, e.to_string()))?;
-        std::fs::write(path, bytes).map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        Ok(clip_io::write_output(path, &bytes)?)
     }
 
     /// Reads a classifier written by [`Classifier::save`].
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = clip_io::read_input(path, clip_io::Input::Data)?;
         let file = SafeTensors::deserialize(&bytes)
             .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
         let (_, header) =

@@ -101,7 +101,7 @@ impl Dataset {
     /// `path,label` rows (an optional header row naming a `path` column is skipped). Classes are the sorted
     /// distinct labels; [`Dataset::with_class_names`] maps them onto another list.
     pub fn csv(file: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(file).map_err(|e| io_error(file, e))?;
+        let text = clip_io::read_input_text(file, clip_io::Input::Text)?;
         let base = file.parent().unwrap_or(Path::new(""));
         let mut rows = Vec::new();
         for (number, line) in text.lines().enumerate() {

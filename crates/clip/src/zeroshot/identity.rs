@@ -74,10 +74,7 @@ pub(crate) fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The shards named by a safetensors index (sorted, each once).
 fn shards(index: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index).map_err(|source| ClipError::Io {
-        path: index.to_path_buf(),
-        source,
-    })?;
+    let text = clip_io::read_input_text(index, clip_io::Input::Config)?;
     let bad = |reason: String| ClipError::Checkpoint {
         path: index.to_path_buf(),
         reason,

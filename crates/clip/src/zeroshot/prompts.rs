@@ -50,10 +50,7 @@ pub fn builtin_classes(name: &str) -> Option<Vec<String>> {
 
 /// Non-empty lines of a user file (trailing whitespace and `\r` removed); an empty list is an error.
 pub fn read_list(path: &Path, what: &str) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = clip_io::read_input_text(path, clip_io::Input::Text)?;
     let entries = lines(&text);
     if entries.is_empty() {
         return Err(ClipError::InvalidInput(format!(
