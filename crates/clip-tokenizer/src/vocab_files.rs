@@ -269,4 +269,24 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn gzip_bombs_stop_at_the_vocabulary_limit() {
+        // 65 MiB of newlines compress to about 64 KiB; inflating stops at the 64 MiB limit.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![b'\n'; 1 << 20];
+        for _ in 0..65 {
+            std::io::Write::write_all(&mut gz, &chunk).unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        assert!(bytes.len() < 1 << 20);
+        let err = parse_bpe_gz(&bytes, Path::new("bomb.gz"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("inflates to more than 67108864 bytes"),
+            "{err}"
+        );
+    }
 }

@@ -11,6 +11,9 @@ pub mod bench;
 pub mod checkpoint;
 pub mod conditioning;
 pub mod error;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hub;
 mod json;
 pub mod kernels;

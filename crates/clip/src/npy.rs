@@ -168,17 +168,16 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), S
     } else if descr.starts_with("<f8") {
         8
     } else {
-        return Err(format!(
-            "unsupported dtype {}",
-            &descr[..descr.len().min(6)]
-        ));
+        let shown: String = descr.chars().take(6).collect();
+        return Err(format!("unsupported dtype {shown}"));
     };
     if field("'fortran_order'")?.starts_with("True") {
         return Err("Fortran-ordered arrays are not supported".into());
     }
     let shape_text = field("'shape'")?;
-    let close = shape_text.find(')').ok_or("malformed shape")?;
-    let shape = shape_text[1..close]
+    let inner = shape_text.strip_prefix('(').ok_or("malformed shape")?;
+    let close = inner.find(')').ok_or("malformed shape")?;
+    let shape = inner[..close]
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -1,9 +1,19 @@
 //! Running the `clip` binary in the CLI tests: from the repository root, offline, with empty caches so that
-//! nothing outside the repository is used.
+//! nothing outside the repository is used, under a 4 GiB address-space cap and a time limit (a hostile input
+//! that allocates without bound or hangs fails its test instead of taking the machine).
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The address-space cap of every `clip` run in the tests.
+pub const MEMORY_CAP: u64 = 4 << 30;
+/// Wall-clock limit of one run; the process is killed after it (a hang is then a failed exit status).
+pub const TIME_LIMIT: Duration = Duration::from_secs(300);
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,16 +23,104 @@ pub fn root() -> PathBuf {
 }
 
 pub fn clip(args: &[&str]) -> Output {
+    run(args, None, TIME_LIMIT)
+}
+
+/// `clip` with `input` on its standard input.
+pub fn clip_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    run(args, Some(input), TIME_LIMIT)
+}
+
+/// `clip` killed after `limit` (for inputs that once hung).
+pub fn clip_within(args: &[&str], limit: Duration) -> Output {
+    run(args, None, limit)
+}
+
+fn run(args: &[&str], input: Option<&[u8]>, limit: Duration) -> Output {
     let cache = std::env::temp_dir().join(format!("clip-cli-test-cache-{}", std::process::id()));
-    Command::new(env!("CARGO_BIN_EXE_clip"))
+    // CLIP_TEST_BINARY runs the tests against another build (e.g. an older commit, to see a regression test fail).
+    let binary = std::env::var_os("CLIP_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_clip")));
+    let mut command = Command::new(binary);
+    command
         .args(args)
         .current_dir(root())
         .env("HF_HUB_CACHE", &cache)
         .env("CLIP_CACHE_DIR", &cache)
         .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
+        .env_remove("RUST_BACKTRACE")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cap_memory(&mut command);
+    let mut child = command.spawn().unwrap();
+    if let Some(bytes) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(bytes).unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = Arc::clone(&done);
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                if start.elapsed() > limit {
+                    kill(pid);
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+    };
+    let output = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    let killed = watchdog.join().unwrap();
+    assert!(
+        !killed,
+        "clip {args:?} ran longer than {limit:?} and was killed"
+    );
+    output
 }
+
+#[cfg(unix)]
+fn cap_memory(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe and touches no memory of
+    // the parent.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: MEMORY_CAP,
+                rlim_max: MEMORY_CAP,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(unix))]
+fn cap_memory(_: &mut Command) {}
+
+#[cfg(unix)]
+fn kill(pid: u32) {
+    // SAFETY: sends a signal to the child we spawned.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+#[cfg(not(unix))]
+fn kill(_: u32) {}
 
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()

@@ -222,7 +222,7 @@ pub fn open_weights(dir: &Path, device: &Device) -> Result<TensorStore> {
     }
     let pickle = dir.join(PYTORCH_FILE);
     if pickle.is_file() {
-        return TensorStore::open_pytorch(&pickle, device);
+        return Ok(crate::checkpoint::torchscript::open_archive(&pickle, device)?.1);
     }
     Err(ClipError::Checkpoint {
         path: dir.to_path_buf(),

@@ -2,16 +2,14 @@
 //! transformers' `from_pretrained` (missing / unexpected / mismatched keys are errors here, not warnings) with the
 //! prefix-scoped access of candle's `VarBuilder::pp`, so the model's struct tree mirrors the key tree.
 //!
-//! Sources: `.safetensors` (memory-mapped, optionally sharded), PyTorch zip checkpoints (`pytorch_model.bin`,
-//! read by candle's pickle reader) and in-memory maps (for other formats' converters and for tests).
+//! Sources: `.safetensors` (memory-mapped, optionally sharded) and in-memory maps (PyTorch zip checkpoints, read
+//! by [`super::torchscript`] with the project's restricted unpickler; other formats' converters; tests).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use candle_core::pickle::PthTensors;
 use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
 
@@ -23,7 +21,6 @@ const MAX_LISTED: usize = 20;
 
 enum Source {
     Safetensors(MmapedSafetensors),
-    Pickle(PthTensors),
     Memory(HashMap<String, Tensor>),
 }
 
@@ -81,15 +78,6 @@ pub(crate) fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown error".to_string());
-    format!("malformed pickle data ({})", one_line(&msg))
-}
-
 impl TensorStore {
     /// Memory-maps one or more `.safetensors` files (shards of one checkpoint). Errors name `paths[0]`.
     pub fn open_safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
@@ -126,63 +114,6 @@ impl TensorStore {
             first.clone(),
             device,
             Source::Safetensors(st),
-            entries,
-        ))
-    }
-
-    /// Reads the tensor index of a PyTorch zip checkpoint (`torch.save` of a state dict). Tensor data is read lazily.
-    ///
-    /// candle's pickle reader only interprets the opcode stream into plain values: `GLOBAL`/`REDUCE` record class
-    /// names and arguments, nothing is imported or called, so a hostile file cannot run code. Malformed input can
-    /// make that reader panic (it indexes tuples unchecked); such panics are caught and reported as a corrupt file.
-    pub fn open_pytorch(path: &Path, device: &Device) -> Result<Self> {
-        let file_len = check_readable(path)?;
-        let corrupt = |reason: String| ClipError::Checkpoint {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let pth = catch_unwind(AssertUnwindSafe(|| PthTensors::new(path, None)))
-            .map_err(|p| corrupt(panic_reason(p.as_ref())))?
-            .map_err(|e| corrupt(candle_reason(&e)))?;
-        if pth.tensor_infos().is_empty() {
-            return Err(corrupt(
-                "no tensors found (not a PyTorch state dict?)".into(),
-            ));
-        }
-        let mut entries = BTreeMap::new();
-        for (name, info) in pth.tensor_infos() {
-            let layout = &info.layout;
-            let size = info.dtype.size_in_bytes();
-            // Check the recorded storage before reading it, so a corrupt header cannot ask for huge allocations.
-            let needed = layout
-                .shape()
-                .elem_count()
-                .checked_mul(size)
-                .and_then(|n| n.checked_add(layout.start_offset()));
-            let storage = info.storage_size.checked_mul(size);
-            let fits = match (needed, storage) {
-                (Some(needed), Some(storage)) => needed <= storage && storage as u64 <= file_len,
-                _ => false,
-            };
-            if !fits || !(layout.is_contiguous() || layout.is_fortran_contiguous()) {
-                return Err(corrupt(format!(
-                    "tensor {name}: storage layout out of bounds or unsupported"
-                )));
-            }
-            entries.insert(
-                name.clone(),
-                Entry {
-                    source_name: name.clone(),
-                    shape: layout.dims().to_vec(),
-                    dtype: Some(info.dtype),
-                    dtype_name: format!("{:?}", info.dtype),
-                },
-            );
-        }
-        Ok(Self::new(
-            path.to_path_buf(),
-            device,
-            Source::Pickle(pth),
             entries,
         ))
     }
@@ -345,10 +276,6 @@ impl TensorStore {
                 .get(&entry.source_name)
                 .and_then(|view| view.load(&self.device))
                 .map_err(|e| bad(candle_reason(&e)))?,
-            Source::Pickle(pth) => catch_unwind(AssertUnwindSafe(|| pth.get(&entry.source_name)))
-                .map_err(|p| bad(panic_reason(p.as_ref())))?
-                .map_err(|e| bad(candle_reason(&e)))?
-                .ok_or_else(|| bad("listed in the index but not readable".into()))?,
             Source::Memory(map) => map
                 .get(&entry.source_name)
                 .cloned()

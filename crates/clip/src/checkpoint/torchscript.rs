@@ -43,7 +43,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> ClipError {
 
 /// Reads every tensor of a PyTorch zip archive (TorchScript or `torch.save`) onto `device`.
 pub fn read_archive(path: &Path, device: &Device) -> Result<PtArchive> {
-    let (file, _) = clip_io::open_input(path, clip_io::Input::Checkpoint)?;
+    let (file, file_len) = clip_io::open_input(path, clip_io::Input::Checkpoint)?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
         bad(
             path,
@@ -56,7 +56,7 @@ pub fn read_archive(path: &Path, device: &Device) -> Result<PtArchive> {
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
         .ok_or_else(|| bad(path, "no <name>/data.pkl in the archive"))?;
     let root = pkl.trim_end_matches("data.pkl").to_string();
-    let pickle = read_entry(&mut zip, &pkl, path)?;
+    let pickle = read_entry(&mut zip, &pkl, path, file_len)?;
     let value = unpickle(&pickle).map_err(|reason| bad(path, format!("{pkl}: {reason}")))?;
 
     let mut refs: Vec<(String, TensorRef)> = Vec::new();
@@ -95,7 +95,7 @@ pub fn read_archive(path: &Path, device: &Device) -> Result<PtArchive> {
         };
         if !storages.contains_key(&t.storage.key) {
             let entry = format!("{root}data/{}", t.storage.key);
-            let bytes = read_entry(&mut zip, &entry, path)?;
+            let bytes = read_entry(&mut zip, &entry, path, file_len)?;
             let need = t.storage.numel.checked_mul(dtype.size_in_bytes());
             if need.is_none_or(|n| bytes.len() < n) {
                 return Err(bad(
@@ -122,16 +122,21 @@ pub fn open_archive(path: &Path, device: &Device) -> Result<(ArchiveKind, Tensor
     ))
 }
 
+/// One archive entry, at most its declared size, which must fit the memory budget (a crafted header cannot
+/// make the reader allocate more than the file holds up front, nor inflate without bound).
 fn read_entry<R: std::io::Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,
     path: &Path,
+    file_len: u64,
 ) -> Result<Vec<u8>> {
-    let mut f = zip
+    let f = zip
         .by_name(name)
         .map_err(|e| bad(path, format!("{name}: {e}")))?;
-    let mut out = Vec::with_capacity(usize::try_from(f.size()).unwrap_or(0).min(1 << 30));
-    f.read_to_end(&mut out).map_err(|e| {
+    let declared = f.size();
+    crate::limits::check_memory(&format!("{name} of {}", path.display()), declared)?;
+    let mut out = Vec::with_capacity(usize::try_from(declared.min(file_len)).unwrap_or(0));
+    f.take(declared).read_to_end(&mut out).map_err(|e| {
         bad(
             path,
             format!("{name}: {e} (truncated or corrupt download?)"),
