@@ -45,3 +45,22 @@ pub enum ClipError {
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 }
+
+/// Joins the lines of a message so every error prints as one line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_messages() {
+        assert_eq!(one_line("a\n  b\n\nc"), "a; b; c");
+    }
+}

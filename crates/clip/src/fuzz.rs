@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-
-use crate::checkpoint::{hf, open_clip, pickle, TensorStore};
+use crate::formats::{hf, open_clip};
+use crate::kernels::Precision;
+use crate::weights::{pickle, pytorch, safetensors, TensorStore};
 
 /// A Hugging Face model's config for the model-building half of [`safetensors`] (the tiny fixture model).
 const HF_CONFIG: &str = include_str!("../../../fixtures/models/hf_tiny_quickgelu/config.json");
@@ -19,8 +19,7 @@ pub fn safetensors(data: &[u8]) {
         if std::fs::write(&path, data).is_err() {
             return;
         }
-        if let Ok(store) = TensorStore::open_safetensors(std::slice::from_ref(&path), &Device::Cpu)
-        {
+        if let Ok(store) = safetensors::open(std::slice::from_ref(&path), Precision::F32) {
             take_all(&store);
         }
         if std::fs::write(dir.join("config.json"), HF_CONFIG).is_ok() {
@@ -35,8 +34,7 @@ pub fn pytorch(data: &[u8]) {
     with_temp_dir(|dir| {
         let bin = dir.join("pytorch_model.bin");
         if std::fs::write(&bin, data).is_ok() {
-            if let Ok((_, store)) = crate::checkpoint::torchscript::open_archive(&bin, &Device::Cpu)
-            {
+            if let Ok((_, store)) = pytorch::open(&bin, Precision::F32) {
                 take_all(&store);
             }
         }
@@ -58,12 +56,9 @@ pub fn config(data: &[u8]) {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let _ = hf::parse_hf_config(&value);
+    let _ = hf::parse_config(&value);
     let _ = hf::parse_preprocessor_config(&value);
-    let _ = open_clip::parse_model_config(&value);
-    if let Some(inner) = value.get("model_cfg") {
-        let _ = open_clip::parse_model_config(inner);
-    }
+    let _ = open_clip::parse_config_file(&value);
 }
 
 /// `data` as a `.npy` file.

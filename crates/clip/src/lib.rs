@@ -6,28 +6,60 @@
 //! let probs = clip.classify_paths(&["puppy.png".into()], &["a puppy", "a girl"])?;
 //! # Ok::<(), clip::ClipError>(())
 //! ```
+//!
+//! # Layers
+//!
+//! Modules are layered; a module uses only modules of its own layer's earlier entries or of lower layers, never
+//! a later one (`tests/layers.rs` checks every `use` against this list and rejects any cycle):
+//!
+//! 0. `error`, `limits`, `threads`, `priority`, `json`, `npy` — leaves
+//! 1. `kernels` — packed-weight GEMMs, attention, norms, activations; `Precision`
+//! 2. `weights` — tensor stores: safetensors, PyTorch zip archives, the restricted unpickler
+//! 3. `model` — one config type, nn layers, the ViT / ModifiedResNet / text towers, `ClipModel`
+//! 4. `formats` — Hugging Face, OpenAI and open_clip layouts: key maps and shape inference
+//! 5. `registry` — published models as data
+//! 6. `hub` — downloads and caches
+//! 7. `bundle` — [`Clip`]: model + tokenizer + preprocessing, what `clip.load` returns
+//! 8. `zeroshot`, `conditioning`, `bench` — capabilities over the bundle
+//! 9. `fuzz` — entry points of the fuzz suite (feature `fuzz`)
 
+// Layer 0
+mod error;
+mod json;
+pub mod limits;
+pub mod npy;
+mod priority;
+pub mod threads;
+// Layer 1
+mod kernels;
+// Layer 2
+mod weights;
+// Layer 3
+mod model;
+// Layer 4
+mod formats;
+// Layer 5
+pub mod registry;
+// Layer 6
+pub mod hub;
+// Layer 7
+mod bundle;
+// Layer 8
 pub mod bench;
-pub mod checkpoint;
 pub mod conditioning;
-pub mod error;
+pub mod zeroshot;
+// Layer 9
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
-pub mod hub;
-mod json;
-pub mod kernels;
-pub mod limits;
-pub mod loader;
-pub mod model;
-pub mod npy;
-pub mod pretrained;
-pub mod priority;
-pub mod source;
-pub mod zeroshot;
 
+pub use bundle::{normalize_rows, softmax, Clip, LoadOptions, ModelSource, DEFAULT_MODEL};
 pub use clip_io as io;
 pub use clip_preprocess as preprocess;
 pub use clip_tokenizer as tokenizer;
 pub use error::{ClipError, Result};
-pub use loader::{Clip, LoadOptions};
+pub use kernels::Precision;
+pub use model::{
+    l2_normalize, Activation, ClipConfig, ClipModel, ResNetConfig, TextConfig, TextPooling,
+    VisionConfig, VisionTowerConfig,
+};

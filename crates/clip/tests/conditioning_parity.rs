@@ -399,7 +399,7 @@ fn single_file_without_config_infers_the_architecture() {
         &ConditionerOptions::default(),
     )
     .unwrap();
-    let tower = c.encoders()[0].tower().config();
+    let tower = c.encoders()[0].config();
     assert_eq!((tower.width, tower.layers, tower.vocab_size), (32, 3, 764));
     assert_eq!(c.encoders()[0].tokenizer().pad_id(), 0);
     let err = c.get_text_conditioning("a cat", 1, 7.5, None).unwrap_err();

@@ -2,17 +2,14 @@
 //! `get_text_features`, `logits_per_image`, `logits_per_text`) on the small random-weight checkpoints written by
 //! scripts/fixtures/gen_models.py, plus strict loading (missing / unexpected / mis-shaped tensors) and corrupt files.
 
-use clip::model::Precision;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use clip::checkpoint::hf;
-use clip::model::ClipModel;
-use clip::ClipError;
+use clip::{ClipError, ClipModel, Precision, TextPooling, VisionTowerConfig};
 
 mod common;
-use common::{check, check_model, ids, reference};
+use common::{check, check_model, ids, load_model, reference};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,9 +31,9 @@ fn check_fixture(name: &str, model: &ClipModel, refs: &HashMap<String, Tensor>) 
 #[test]
 fn tiny_quickgelu_f16_safetensors_parity() {
     let dir = fixture("hf_tiny_quickgelu");
-    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&dir, Precision::F32).unwrap();
     let refs = reference(&dir);
-    assert_eq!(model.config().text.eos_token_id, 49407);
+    assert_eq!(model.config().text.pooling, TextPooling::FirstEos(49407));
     assert!(
         (model.logit_scale() - 30.0).abs() < 0.05,
         "{}",
@@ -54,19 +51,19 @@ fn tiny_quickgelu_f16_safetensors_parity() {
 #[test]
 fn odd_gelu_pytorch_bin_parity() {
     let dir = fixture("hf_odd_gelu");
-    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&dir, Precision::F32).unwrap();
     let c = model.config();
-    assert_eq!(
-        (c.text.width / c.text.heads, c.vision.width / c.vision.heads),
-        (11, 12)
-    );
+    let VisionTowerConfig::Vit(v) = &c.vision else {
+        panic!("{:?}", c.vision)
+    };
+    assert_eq!((c.text.width / c.text.heads, v.width / v.heads), (11, 12));
     check_fixture("hf_odd_gelu", &model, &reference(&dir));
 }
 
 #[test]
 fn bf16_safetensors_parity() {
     let dir = fixture("hf_odd_gelu_bf16");
-    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&dir, Precision::F32).unwrap();
     check_fixture("hf_odd_gelu_bf16", &model, &reference(&dir));
 }
 
@@ -104,7 +101,7 @@ fn legacy_eos_token_id_2_pools_at_argmax() {
         tmp.0.join("model.safetensors"),
     )
     .unwrap();
-    let model = hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&tmp.0, Precision::F32).unwrap();
     let refs = reference(&src);
     let noeos = model.encode_text(&ids(&refs["input_ids_noeos"])).unwrap();
     check(
@@ -157,7 +154,7 @@ fn edited_copy(
 }
 
 fn load_err(dir: &Path) -> ClipError {
-    match hf::load_hf_model(dir, &Device::Cpu, Precision::F32) {
+    match load_model(dir, Precision::F32) {
         Ok(_) => panic!("{} loaded but should not", dir.display()),
         Err(e) => e,
     }
@@ -245,7 +242,7 @@ fn mixed_f16_f32_checkpoint_parity() {
             }
         }
     });
-    let model = hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&tmp.0, Precision::F32).unwrap();
     let refs = reference(&fixture("hf_tiny_quickgelu"));
     check_fixture("mixed f16/f32", &model, &refs);
 }
@@ -262,7 +259,7 @@ fn position_ids_buffers_are_skipped() {
             data,
         ));
     });
-    hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32).unwrap();
+    load_model(&tmp.0, Precision::F32).unwrap();
 }
 
 /// Every failure must be an error whose message is one line, never a panic.
@@ -301,7 +298,7 @@ fn corrupt_copies(
         let tmp = TempDir::new(&format!("{tag}-{i}"));
         std::fs::copy(src.join("config.json"), tmp.0.join("config.json")).unwrap();
         std::fs::write(tmp.0.join(file), bytes).unwrap();
-        let result = hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32);
+        let result = load_model(&tmp.0, Precision::F32);
         if must_fail {
             let err = assert_one_line_err(&what, result);
             println!("{what}: {err}");
@@ -391,10 +388,7 @@ fn bad_config_is_an_error() {
             tmp.0.join("pytorch_model.bin"),
         )
         .unwrap();
-        let err = assert_one_line_err(
-            text,
-            hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32),
-        );
+        let err = assert_one_line_err(text, load_model(&tmp.0, Precision::F32));
         assert!(matches!(err, ClipError::Config { .. }), "{text:?}: {err}");
     }
     // A config that parses but disagrees with the weights is a shape error naming the tensor.
@@ -408,24 +402,18 @@ fn bad_config_is_an_error() {
         tmp.0.join("pytorch_model.bin"),
     )
     .unwrap();
-    let err = assert_one_line_err(
-        "projection_dim 32",
-        hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32),
-    );
+    let err = assert_one_line_err("projection_dim 32", load_model(&tmp.0, Precision::F32));
     assert!(matches!(err, ClipError::ShapeMismatch { .. }), "{err}");
     // No weights at all.
     let tmp = TempDir::new("no-weights");
     std::fs::copy(src.join("config.json"), tmp.0.join("config.json")).unwrap();
-    let err = assert_one_line_err(
-        "no weights",
-        hf::load_hf_model(&tmp.0, &Device::Cpu, Precision::F32),
-    );
+    let err = assert_one_line_err("no weights", load_model(&tmp.0, Precision::F32));
     assert!(matches!(err, ClipError::Checkpoint { .. }), "{err}");
 }
 
 #[test]
 fn invalid_inputs_are_errors() {
-    let model = hf::load_hf_model(&fixture("hf_odd_gelu"), &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&fixture("hf_odd_gelu"), Precision::F32).unwrap();
     let dev = Device::Cpu;
     let invalid = |what: &str, r: clip::Result<Tensor>| match r {
         Err(ClipError::InvalidInput(msg)) => println!("{what}: {msg}"),
@@ -475,22 +463,24 @@ fn invalid_inputs_are_errors() {
 #[test]
 fn preprocessor_configs() {
     // Published openai/clip-vit-base-patch32 style (integers) and transformers 5.x CLIPImageProcessor style (dicts).
-    let p = hf::read_preprocessor_config(&fixture("hf_tiny_quickgelu"))
-        .unwrap()
-        .unwrap();
-    assert_eq!(p.size, 32);
-    let p = hf::read_preprocessor_config(&fixture("hf_odd_gelu"))
-        .unwrap()
-        .unwrap();
-    assert_eq!(p.size, 40);
+    let preprocess = |dir: &Path| {
+        clip::ModelSource::HfDir(dir.to_path_buf())
+            .preprocess_config(&clip::hub::HubOptions::default())
+    };
+    assert_eq!(preprocess(&fixture("hf_tiny_quickgelu")).unwrap().size, 32);
+    assert_eq!(preprocess(&fixture("hf_odd_gelu")).unwrap().size, 40);
     let tmp = TempDir::new("no-preprocessor");
-    assert!(hf::read_preprocessor_config(&tmp.0).unwrap().is_none());
+    // Neither preprocessor_config.json nor config.json: OpenAI's defaults.
+    assert_eq!(
+        preprocess(&tmp.0).unwrap(),
+        clip::preprocess::PreprocessConfig::default()
+    );
     std::fs::write(
         tmp.0.join("preprocessor_config.json"),
         "{\"crop_size\": \"big\"}",
     )
     .unwrap();
-    let err = hf::read_preprocessor_config(&tmp.0).unwrap_err();
+    let err = preprocess(&tmp.0).unwrap_err();
     assert!(
         matches!(err, ClipError::Config { .. }) && err.to_string().contains("crop_size"),
         "{err}"
@@ -507,7 +497,7 @@ fn full_vitb32_parity() {
         std::env::var("CLIP_FULL_VITB32_DIR")
             .expect("set CLIP_FULL_VITB32_DIR to the output of make_full_vitb32.py"),
     );
-    let model = hf::load_hf_model(&dir, &Device::Cpu, Precision::F32).unwrap();
+    let model = load_model(&dir, Precision::F32).unwrap();
     let refs = reference(&dir);
     let image = model.encode_image(&refs["pixel_values"]).unwrap();
     let text = model.encode_text(&ids(&refs["input_ids"])).unwrap();

@@ -2,12 +2,40 @@
 
 use anyhow::Context;
 
-use crate::args::{BenchArgs, GlobalArgs};
+use clap::Args;
+
+use crate::args::{GlobalArgs, ModelArg};
 use crate::report::{Outcome, UsageError};
 
 use super::{hub_options, print_line};
 
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Batch sizes to measure (1 to 1024)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,8,32",
+        value_name = "N,N,..."
+    )]
+    pub batch: Vec<usize>,
+    /// Timed runs per measurement (the median is reported)
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub iters: u32,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Time the GEMM kernels alone (f32, bf16, int8) at ViT-B/32's layer shapes instead of a model
+    #[arg(long, conflicts_with = "batch")]
+    pub kernels: bool,
+}
+
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
+    if args.kernels {
+        return kernels(&args);
+    }
     let options = clip::bench::BenchOptions {
         batches: args.batch.clone(),
         iters: args.iters as usize,
@@ -21,6 +49,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
         hub: hub_options(global),
         vocab: None,
         precision: args.model.dtype,
+        threads: global.threads,
     };
     let model = &args.model.model;
     let report = clip::bench::run(model, &load, &options)
@@ -50,6 +79,29 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
         print_line(&format!(
             "peak RSS {:.0} MiB",
             bytes as f64 / (1024.0 * 1024.0)
+        ))?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--kernels`: GFLOP/s of each packed GEMM kernel per shape.
+fn kernels(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let rows = clip::bench::gemm_throughput(&clip::bench::VIT_B32_SHAPES, args.iters as usize);
+    if args.json {
+        print_line(&serde_json::to_string(&rows)?)?;
+        return Ok(Outcome::Success);
+    }
+    print_line(&format!(
+        "{:<6} {:>18} {:>10} {:>10}",
+        "dtype", "m x k x n", "ms", "GFLOP/s"
+    ))?;
+    for r in rows {
+        print_line(&format!(
+            "{:<6} {:>18} {:>10.3} {:>10.0}",
+            r.dtype,
+            format!("{}x{}x{}", r.m, r.k, r.n),
+            r.seconds * 1e3,
+            r.gflops
         ))?;
     }
     Ok(Outcome::Success)

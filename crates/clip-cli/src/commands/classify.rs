@@ -6,12 +6,53 @@ use std::path::PathBuf;
 use clip::zeroshot::prompts::{classes_from_spec, templates_from_spec, PLACEHOLDER};
 use clip::zeroshot::top_k;
 
-use crate::args::{ClassifyArgs, GlobalArgs};
+use clap::Args;
+
+use crate::args::{GlobalArgs, ModelArg};
 use crate::progress;
 use crate::report::{input_failed, Outcome, UsageError};
 
-use super::eval::{build_classifier, load_classifier, save_classifier};
+use super::classifier::{build_classifier, load_classifier, save_classifier};
 use super::{load_model, print_line, read_lines};
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Images to classify
+    #[arg(value_name = "IMAGE", required_unless_present = "save_classifier")]
+    pub images: Vec<PathBuf>,
+    /// Label prompts, e.g. "a photo of a dog"
+    #[arg(long, num_args = 1.., value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// File with one label per line (added after --labels)
+    #[arg(long, value_name = "FILE")]
+    pub labels_file: Option<PathBuf>,
+    /// Class names put into every prompt template and ensembled: imagenet, cifar10, cifar100 or a file with
+    /// one name per line
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["labels", "labels_file", "classifier"])]
+    pub classes: Option<String>,
+    /// Prompt templates for --classes (or for --labels taken as class names): openai (80), simple (7) or a file
+    /// with one template per line, {} marking the class name [default with --classes: openai]
+    #[arg(long, value_name = "openai|simple|FILE", conflicts_with = "classifier")]
+    pub templates: Option<String>,
+    /// Show only the K most probable classes per image
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top_k: Option<u64>,
+    /// Save the classifier (class embeddings, names, templates, model hash) as safetensors
+    #[arg(long, value_name = "F", conflicts_with = "classifier")]
+    pub save_classifier: Option<PathBuf>,
+    /// Use a classifier saved by --save-classifier or `clip probe`
+    #[arg(long, value_name = "F", conflicts_with_all = ["labels", "labels_file"])]
+    pub classifier: Option<PathBuf>,
+    /// Tokenizer file or directory overriding the model's
+    #[arg(long, value_name = "PATH")]
+    pub vocab: Option<PathBuf>,
+    /// One JSON object per image per line: {"image", "labels", "probs"}, or {"image", "error"} for an image
+    /// that could not be read
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Where the classifier comes from.
 enum Source {

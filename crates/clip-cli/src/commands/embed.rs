@@ -1,12 +1,48 @@
 //! `clip embed`: raw `encode_image` / `encode_text` features as JSON or a float32 `[N, D]` .npy file, one row
 //! per input in input order (a failed image keeps its row: NaN in the .npy, null in the JSON).
 
-use crate::args::{EmbedArgs, GlobalArgs};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::args::{GlobalArgs, ModelArg};
 use crate::progress;
 use crate::report::{input_failed, Outcome};
 
 use super::rows::RowSink;
 use super::{hint_truncate, load_model, read_lines};
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["image", "text", "text_file"]))]
+#[command(group = clap::ArgGroup::new("sink").required(true).args(["json", "output"]))]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Image files to embed
+    #[arg(long, num_args = 1.., value_name = "IMG")]
+    pub image: Vec<PathBuf>,
+    /// Texts to embed
+    #[arg(long, num_args = 1.., value_name = "T")]
+    pub text: Vec<String>,
+    /// File with one text per line (- for standard input)
+    #[arg(long, value_name = "F")]
+    pub text_file: Option<PathBuf>,
+    /// L2-normalise each embedding
+    #[arg(long)]
+    pub normalize: bool,
+    /// Cut texts longer than the context length instead of failing
+    #[arg(long)]
+    pub truncate: bool,
+    /// Tokenizer file or directory overriding the model's
+    #[arg(long, value_name = "PATH")]
+    pub vocab: Option<PathBuf>,
+    /// Print the embeddings as a JSON list of lists (null for an image that failed)
+    #[arg(long)]
+    pub json: bool,
+    /// Write the embeddings as a float32 [N, D] .npy file (a row of NaN for an image that failed)
+    #[arg(long, value_name = "F.npy")]
+    pub output: Option<PathBuf>,
+}
 
 /// Texts encoded per model call and per streamed write.
 const TEXT_CHUNK: usize = 1024;
@@ -38,7 +74,7 @@ fn embed_images(
         match result {
             Ok(mut row) => {
                 if args.normalize {
-                    clip::loader::normalize_rows(std::slice::from_mut(&mut row));
+                    clip::normalize_rows(std::slice::from_mut(&mut row));
                 }
                 sink.push(Some(&row))?;
             }
@@ -72,7 +108,7 @@ fn embed_texts(args: &EmbedArgs, clip: &clip::Clip) -> anyhow::Result<Outcome> {
             .encode_texts(chunk, args.truncate)
             .map_err(hint_truncate)?;
         if args.normalize {
-            clip::loader::normalize_rows(&mut rows);
+            clip::normalize_rows(&mut rows);
         }
         for row in &rows {
             sink.push(Some(row))?;

@@ -1,72 +1,48 @@
 //! `clip eval`: zero-shot (or saved-classifier) accuracy on an ImageFolder directory or a path,label CSV:
 //! top-1 / top-5, per-class accuracy, a confusion-matrix CSV; unreadable images are listed, never dropped.
-//! Also holds the classifier helpers `classify` shares (building with a progress bar, loading with the model check).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use clip::zeroshot::prompts::{classes_from_spec, templates_from_spec};
-use clip::zeroshot::{Classifier, Dataset, EvalReport, ModelIdentity};
-use clip::Clip;
+use clip::zeroshot::{Dataset, EvalReport};
 use serde_json::json;
 
-use crate::args::{EvalArgs, GlobalArgs};
+use crate::args::{GlobalArgs, ModelArg};
 use crate::progress;
 use crate::report::{input_failed, Outcome};
 
+use super::classifier::{build_classifier, load_classifier};
 use super::{load_model, print_line};
 
-/// Builds a zero-shot classifier with a progress bar over classes (shown for big builds).
-pub(super) fn build_classifier(
-    clip: &Clip,
-    classes: &[String],
-    templates: &[String],
-    quiet: bool,
-) -> anyhow::Result<Classifier> {
-    let bar = progress::items(classes.len(), "building classifier", quiet);
-    let classifier = Classifier::zero_shot(clip, classes, templates, |done, _| {
-        bar.set_position(done as u64)
-    })
-    .context("cannot build the classifier")?;
-    bar.finish_and_clear();
-    Ok(classifier)
-}
-
-/// Loads a saved classifier and refuses it unless it was made with `clip`'s weights.
-pub(super) fn load_classifier(clip: &Clip, path: &Path) -> anyhow::Result<Classifier> {
-    let classifier = Classifier::load(path)
-        .with_context(|| format!("cannot load classifier {}", path.display()))?;
-    let identity = ModelIdentity::of(clip).context("cannot identify the loaded model")?;
-    classifier
-        .check_model(&identity)
-        .with_context(|| format!("cannot use classifier {}", path.display()))?;
-    Ok(classifier)
-}
-
-/// Binds a classifier to the model and writes it.
-pub(super) fn save_classifier(
-    clip: &Clip,
-    classifier: &mut Classifier,
-    path: &Path,
-) -> anyhow::Result<()> {
-    classifier
-        .bind_to(clip)
-        .context("cannot identify the loaded model")?;
-    classifier
-        .save(path)
-        .with_context(|| format!("cannot save classifier {}", path.display()))?;
-    let kind = match classifier.head {
-        clip::zeroshot::Head::ZeroShot { .. } => {
-            format!("{} templates", classifier.templates.len())
-        }
-        clip::zeroshot::Head::Linear { .. } => "linear probe".to_string(),
-    };
-    eprintln!(
-        "saved classifier {} ({} classes, {kind})",
-        path.display(),
-        classifier.num_classes()
-    );
-    Ok(())
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// An ImageFolder directory (one sub-folder per class) or a CSV file of path,label rows
+    #[arg(long, value_name = "DIR|FILE.csv")]
+    pub dataset: PathBuf,
+    /// Class names for the prompts: imagenet, cifar10, cifar100 or a file with one name per line, in the order
+    /// of the dataset's sorted class folders or matching its labels [default: the dataset's class names]
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "classifier")]
+    pub classes: Option<String>,
+    /// Prompt templates: openai (80), simple (7) or a file with one template per line, {} marking the class
+    /// name [default: openai]
+    #[arg(long, value_name = "openai|simple|FILE", conflicts_with = "classifier")]
+    pub templates: Option<String>,
+    /// Use a classifier saved by `clip classify --save-classifier` or `clip probe`
+    #[arg(long, value_name = "F")]
+    pub classifier: Option<PathBuf>,
+    /// Write the confusion matrix (rows: true class, columns: predicted) as CSV
+    #[arg(long, value_name = "F.csv")]
+    pub confusion: Option<PathBuf>,
+    /// Tokenizer file or directory overriding the model's
+    #[arg(long, value_name = "PATH")]
+    pub vocab: Option<PathBuf>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<Outcome> {

@@ -1,15 +1,16 @@
 //! One module per subcommand; this file dispatches and holds what they share.
 
-mod bench;
-mod classify;
-mod condition;
-mod embed;
-mod eval;
-mod models;
-mod preprocess;
-mod probe;
+pub mod bench;
+mod classifier;
+pub mod classify;
+pub mod condition;
+pub mod embed;
+pub mod eval;
+pub mod models;
+pub mod preprocess;
+pub mod probe;
 mod rows;
-mod tokenize;
+pub mod tokenize;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::progress::DownloadBar;
 use crate::report::Outcome;
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    apply_file_limits(&cli.global)?;
+    apply_process_settings(&cli.global)?;
     match cli.command {
         Command::Classify(args) => classify::run(&cli.global, args),
         Command::Embed(args) => embed::run(&cli.global, args),
@@ -35,9 +36,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-/// `--max-image-bytes` / `--max-text-bytes` for every read this process makes.
-fn apply_file_limits(global: &GlobalArgs) -> anyhow::Result<()> {
+/// `--threads` for every computation, `--max-image-bytes` / `--max-text-bytes` for every read.
+fn apply_process_settings(global: &GlobalArgs) -> anyhow::Result<()> {
     use clip::io::{set_limit, Input};
+    if let Some(n) = global.threads {
+        clip::threads::set(n).map_err(crate::report::UsageError)?;
+    }
     for (kind, bytes) in [
         (Input::Image, global.max_image_bytes),
         (Input::Text, global.max_text_bytes),
@@ -66,6 +70,7 @@ fn load_model(
         hub: hub_options(global),
         vocab: vocab.map(Path::to_path_buf),
         precision: model.dtype,
+        threads: global.threads,
     };
     let name = &model.model;
     clip::Clip::load(name, &options).with_context(|| format!("cannot load model {name}"))

@@ -1,9 +1,18 @@
 //! `clip models`: OpenAI's nine released models, as `clip.available_models()` lists them, with cache state.
 
-use crate::args::{GlobalArgs, ModelsArgs};
+use clap::Args;
+
+use crate::args::GlobalArgs;
 use crate::report::Outcome;
 
 use super::{hub_options, print_line};
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Print one JSON object per model per line
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(global: &GlobalArgs, args: ModelsArgs) -> anyhow::Result<Outcome> {
     let options = hub_options(global);
@@ -13,8 +22,8 @@ pub fn run(global: &GlobalArgs, args: ModelsArgs) -> anyhow::Result<Outcome> {
             "name", "resolution", "cached", "file"
         ))?;
     }
-    for name in clip::pretrained::available_models() {
-        let Some(model) = clip::pretrained::openai_model(name) else {
+    for name in clip::registry::available_models() {
+        let Some(model) = clip::registry::openai_model(name) else {
             continue;
         };
         let size = model.cached_size(&options);

@@ -5,11 +5,31 @@ use anyhow::Context;
 use clip::npy::NpyWriter;
 use clip::preprocess::PreprocessConfig;
 
-use crate::args::{GlobalArgs, PreprocessArgs};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::args::GlobalArgs;
 use crate::progress;
 use crate::report::{input_failed, Outcome, UsageError};
 
 use super::hub_options;
+
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    /// Take size, mean and std from this model (any --model form)
+    #[arg(long, short, value_name = "M", conflicts_with = "size")]
+    pub model: Option<String>,
+    /// Output size with OpenAI's mean and std, 1 to 4096 [default: 224]
+    #[arg(long, value_name = "N")]
+    pub size: Option<u32>,
+    /// Images to preprocess
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    /// Float32 [N, 3, S, S] .npy file to write (a row of NaN for an image that failed)
+    #[arg(long, value_name = "F.npy", required = true)]
+    pub output: PathBuf,
+}
 
 /// Images decoded (on all cores) and written per step: memory stays bounded whatever the number of images.
 const CHUNK: usize = 32;
@@ -17,7 +37,7 @@ const CHUNK: usize = 32;
 pub fn run(global: &GlobalArgs, args: PreprocessArgs) -> anyhow::Result<Outcome> {
     let config = match (&args.model, args.size) {
         (Some(model), _) => {
-            clip::source::ModelSource::parse(model)?.preprocess_config(&hub_options(global))?
+            clip::ModelSource::parse(model)?.preprocess_config(&hub_options(global))?
         }
         (None, Some(size)) => {
             let config = PreprocessConfig {
@@ -39,7 +59,7 @@ pub fn run(global: &GlobalArgs, args: PreprocessArgs) -> anyhow::Result<Outcome>
     let bar = progress::items(total, "preprocessing", global.quiet);
     let mut failed = 0;
     for chunk in args.images.chunks(CHUNK) {
-        let results = clip::loader::parallel_map(chunk, |path| {
+        let results = clip::threads::parallel_map(chunk, |path| {
             let result = clip::preprocess::preprocess_path(path, &config);
             bar.inc(1);
             result

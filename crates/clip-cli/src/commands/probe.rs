@@ -7,12 +7,37 @@ use clip::zeroshot::probe::{accuracy, validation_split};
 use clip::zeroshot::{fit_probe, Dataset, Encoded, ProbeOptions};
 use serde_json::json;
 
-use crate::args::{GlobalArgs, ProbeArgs};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::args::{GlobalArgs, ModelArg};
 use crate::progress;
 use crate::report::{input_failed, Outcome};
 
-use super::eval::save_classifier;
+use super::classifier::save_classifier;
 use super::{load_model, print_line};
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Training images: an ImageFolder directory or a CSV file of path,label rows
+    #[arg(long, value_name = "DIR|FILE.csv")]
+    pub train: PathBuf,
+    /// Test images, labelled with the training set's class names
+    #[arg(long, value_name = "DIR|FILE.csv")]
+    pub test: Option<PathBuf>,
+    /// Where to save the probe as a classifier for `clip classify --classifier`
+    #[arg(long, value_name = "F", default_value = "classifier.safetensors")]
+    pub output: PathBuf,
+    /// L-BFGS iterations per fit
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_iter: usize,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Features and labels of a dataset's readable images, with a progress bar; unreadable ones are reported.
 fn encode(clip: &clip::Clip, dataset: &Dataset, what: &str, quiet: bool) -> (Encoded, Vec<usize>) {

@@ -7,8 +7,9 @@ use candle_core::{Device, Tensor};
 use crate::conditioning::preset::{EncoderRule, HiddenOutput};
 use crate::conditioning::prompt::PromptTokenizer;
 use crate::error::{ClipError, Result};
-use crate::model::layers::Linear;
-use crate::model::TextTransformer;
+use crate::model::nn::Linear;
+use crate::model::text::TextTransformer;
+use crate::model::TextConfig;
 
 /// A loaded text encoder, its tokenizer and the rule for reading its output.
 #[derive(Debug, Clone)]
@@ -43,8 +44,9 @@ impl SdTextEncoder {
         &self.tokenizer
     }
 
-    pub fn tower(&self) -> &TextTransformer {
-        &self.tower
+    /// The text tower's architecture.
+    pub fn config(&self) -> &TextConfig {
+        self.tower.config()
     }
 
     /// Width of the conditioning this encoder contributes.

@@ -47,7 +47,6 @@ use crate::error::{ClipError, Result};
 pub use self::encoder::SdTextEncoder;
 pub use self::preset::{EncoderRule, HiddenOutput, PadToken, Preset, SingleFileLayout};
 pub use self::prompt::{Padding, PromptIds, PromptTokenizer};
-pub use self::source::{detect_preset, read_text_encoder_config};
 
 /// Order of the positive and negative halves of a guided batch (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,8 +88,6 @@ pub struct ConditionerOptions {
     pub force_zeros_for_empty_prompt: Option<bool>,
     /// Settings [`TextConditioner::get_text_conditioning`] uses.
     pub settings: ConditioningSettings,
-    /// Device for the weights and the outputs (CPU by default).
-    pub device: Option<Device>,
 }
 
 /// Which prompt a truncation happened in.
@@ -250,13 +247,12 @@ pub struct TextConditioner {
 impl TextConditioner {
     /// Loads the text encoders of `path` (a diffusers directory or a `.safetensors` single file) for `preset`.
     pub fn load(preset: Preset, path: &Path, options: &ConditionerOptions) -> Result<Self> {
-        let device = options.device.clone().unwrap_or(Device::Cpu);
+        let device = Device::Cpu;
         let loaded = source::load(
             preset,
             path,
             options.config_dir.as_deref(),
             options.force_zeros_for_empty_prompt,
-            &device,
         )?;
         Ok(Self {
             preset,

@@ -11,27 +11,28 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::checkpoint::openai_layout::{
-    self, count_blocks, infer_text_config, projection_linear, scoped, shape_of, ARGMAX_POOLING,
-    LAYER_NORM_EPS,
-};
-use crate::checkpoint::{hf, TensorStore};
 use crate::conditioning::encoder::SdTextEncoder;
 use crate::conditioning::preset::{EncoderRule, Preset, SingleFileLayout};
 use crate::conditioning::prompt::{read_json, PromptTokenizer};
 use crate::error::{ClipError, Result};
-use crate::model::config::TextConfig;
-use crate::model::layers::Linear;
-use crate::model::TextTransformer;
+use crate::formats::hf;
+use crate::formats::infer::{self, Unshaped};
+use crate::formats::keymap::{openai_to_model, standalone_text_model};
+use crate::kernels::Precision;
+use crate::model::nn::Linear;
+use crate::model::text::TextTransformer;
+use crate::model::{TextConfig, TextPooling};
+use crate::weights::{safetensors, TensorStore};
 
 const MODEL_INDEX: &str = "model_index.json";
 const CONFIG_FILE: &str = "config.json";
 const FP16_VARIANT: &str = "model.fp16.safetensors";
 /// Unused buffers published files carry (recomputed by the model).
 const POSITION_IDS: &str = "embeddings.position_ids";
+/// The encoders compute in f32, as diffusers' pipelines do on a CPU.
+const PRECISION: Precision = Precision::F32;
 
 /// The loaded encoders of one model and its pipeline settings.
 pub(crate) struct Loaded {
@@ -45,7 +46,6 @@ pub(crate) fn load(
     path: &Path,
     config_dir: Option<&Path>,
     force_zeros: Option<bool>,
-    device: &Device,
 ) -> Result<Loaded> {
     if path.is_dir() {
         if config_dir.is_some() {
@@ -54,7 +54,7 @@ pub(crate) fn load(
                 path.display()
             )));
         }
-        return load_diffusers(preset, path, force_zeros, device);
+        return load_diffusers(preset, path, force_zeros);
     }
     if !path.exists() {
         return Err(ClipError::Io {
@@ -71,7 +71,7 @@ pub(crate) fn load(
             path.display()
         )));
     }
-    load_single_file(preset, path, config_dir, force_zeros, device)
+    load_single_file(preset, path, config_dir, force_zeros)
 }
 
 /// `model_index.json` of a diffusers directory: checks the pipeline class fits the preset and reads
@@ -105,12 +105,7 @@ fn read_model_index(preset: Preset, dir: &Path) -> Result<Option<bool>> {
         .and_then(Value::as_bool))
 }
 
-fn load_diffusers(
-    preset: Preset,
-    dir: &Path,
-    force_zeros: Option<bool>,
-    device: &Device,
-) -> Result<Loaded> {
+fn load_diffusers(preset: Preset, dir: &Path, force_zeros: Option<bool>) -> Result<Loaded> {
     let from_index = read_model_index(preset, dir)?;
     let mut encoders = Vec::new();
     for rule in preset.encoders() {
@@ -125,14 +120,9 @@ fn load_diffusers(
                 ),
             });
         }
-        let (config, projection_dim) = read_text_encoder_config(&enc_dir.join(CONFIG_FILE))?;
-        let store = open_encoder_weights(&enc_dir, device)?;
-        let prefix = if store.contains("text_model.embeddings.token_embedding.weight") {
-            "text_model"
-        } else {
-            ""
-        };
-        let tower = TextTransformer::load(&scoped(&store, prefix), &config)?;
+        let (config, projection_dim) = hf::read_text_config(&enc_dir.join(CONFIG_FILE))?;
+        let store = open_encoder_weights(&enc_dir)?;
+        let tower = TextTransformer::load(&store.scoped("text_model"), &config)?;
         let projection = if rule.pooled {
             Some(Linear::load_no_bias(
                 &store.root().pp("text_projection"),
@@ -142,7 +132,7 @@ fn load_diffusers(
         } else {
             None
         };
-        store.skip(&scoped(&store, prefix).key(POSITION_IDS));
+        store.skip(&store.scoped("text_model").key(POSITION_IDS));
         store.finish()?;
         let tokenizer = PromptTokenizer::load(
             Some(&dir.join(rule.tokenizer_dir)),
@@ -160,17 +150,20 @@ fn load_diffusers(
 }
 
 /// An encoder directory's weights as transformers finds them, else the half-precision variant that diffusers
-/// repositories also publish (`model.fp16.safetensors`, loaded with `variant="fp16"`).
-fn open_encoder_weights(dir: &Path, device: &Device) -> Result<TensorStore> {
+/// repositories also publish (`model.fp16.safetensors`, loaded with `variant="fp16"`). Files saved by
+/// transformers 5 lack the `text_model.` level of published ones; it is put back.
+fn open_encoder_weights(dir: &Path) -> Result<TensorStore> {
     let fp16 = dir.join(FP16_VARIANT);
-    if !dir.join(hf::SAFETENSORS_FILE).is_file()
+    let store = if !dir.join(hf::SAFETENSORS_FILE).is_file()
         && !dir.join(hf::SAFETENSORS_INDEX_FILE).is_file()
         && !dir.join(hf::PYTORCH_FILE).is_file()
         && fp16.is_file()
     {
-        return TensorStore::open_safetensors(&[fp16], device);
-    }
-    hf::open_weights(dir, device)
+        safetensors::open(&[fp16], PRECISION)?
+    } else {
+        hf::open_weights(dir, PRECISION)?
+    };
+    store.remap(|name, _| standalone_text_model(name))
 }
 
 fn needed_dirs(preset: Preset) -> String {
@@ -182,32 +175,28 @@ fn needed_dirs(preset: Preset) -> String {
         .join(", ")
 }
 
-/// A transformers `CLIPTextConfig` JSON (`text_encoder/config.json`): the text architecture and
-/// `projection_dim`, read by the same rules (and defaults) as the text part of a `CLIPConfig`.
-pub fn read_text_encoder_config(path: &Path) -> Result<(TextConfig, usize)> {
-    let value = read_json(path)?;
-    let bad = |reason: String| ClipError::Config {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !value.is_object() {
-        return Err(bad("the top level is not a JSON object".into()));
-    }
-    let projection_dim = value.get("projection_dim").cloned().unwrap_or(Value::Null);
-    let wrapped = json!({ "text_config": value, "projection_dim": projection_dim });
-    let config = hf::parse_hf_config(&wrapped).map_err(bad)?;
-    Ok((config.text, config.projection_dim))
-}
-
 fn load_single_file(
     preset: Preset,
     path: &Path,
     config_dir: Option<&Path>,
     force_zeros: Option<bool>,
-    device: &Device,
 ) -> Result<Loaded> {
-    // Memory-mapped: only the header is read here; `take` copies each text-encoder tensor it is asked for.
-    let store = TensorStore::open_safetensors(&[path.to_path_buf()], device)?;
+    // Memory-mapped: only the header is read here; `take` copies each text-encoder tensor it is asked for. The
+    // open_clip towers' OpenAI names are mapped onto the model's, each under its own prefix.
+    let store = safetensors::open(&[path.to_path_buf()], PRECISION)?;
+    let open_clip_prefixes: Vec<String> = preset
+        .encoders()
+        .iter()
+        .filter_map(|r| match r.single_file {
+            SingleFileLayout::OpenClip(prefix) => Some(format!("{prefix}.")),
+            SingleFileLayout::Transformers(_) => None,
+        })
+        .collect();
+    let store = store.remap(|name, shape| {
+        open_clip_prefixes
+            .iter()
+            .find_map(|prefix| openai_to_model(name, shape, prefix, None))
+    })?;
     let from_index = match config_dir {
         Some(d) => read_model_index(preset, d)?,
         None => None,
@@ -255,7 +244,7 @@ fn missing_encoder(preset: Preset, store: &TensorStore, expected: &str) -> ClipE
 }
 
 /// The model family whose text-encoder keys a single file holds, if any.
-pub fn detect_preset(store: &TensorStore) -> Option<Preset> {
+pub(crate) fn detect_preset(store: &TensorStore) -> Option<Preset> {
     let has = |prefix: &str| store.names().any(|n| n.starts_with(prefix));
     if has("conditioner.embedders.1.model.") {
         Some(Preset::Sdxl)
@@ -284,53 +273,28 @@ fn load_transformers_layout(
     else {
         return Err(missing_encoder(preset, store, prefixes[0]));
     };
+    let w = store.scoped(prefix);
     let config = match config_json {
-        Some(p) => read_text_encoder_config(p)?.0,
-        None => infer_transformers_config(store, prefix, rule)?,
+        Some(p) => hf::read_text_config(p)?.0,
+        // Published SD text encoders have 64-wide heads and LayerNorm eps 1e-5; the activation is the preset's.
+        None => infer::text(&w, None, unshaped(rule))?,
     };
-    let w = scoped(store, prefix);
     let tower = TextTransformer::load(&w, &config)?;
     store.skip(&w.key(POSITION_IDS));
     // Both prefixes share the root `...transformer`; leftovers are checked under it.
     Ok((tower, None, prefixes[prefixes.len() - 1]))
 }
 
-/// The `CLIPTextConfig` of a transformers-layout tower from its tensor shapes (published SD text encoders have
-/// 64-wide heads and LayerNorm eps 1e-5; the activation is the preset's).
-fn infer_transformers_config(
-    store: &TensorStore,
-    prefix: &str,
-    rule: &EncoderRule,
-) -> Result<TextConfig> {
-    let w = scoped(store, prefix);
-    let tok = shape_of(&w, "embeddings.token_embedding.weight")?;
-    let pos = shape_of(&w, "embeddings.position_embedding.weight")?;
-    let layers = count_blocks(&w.pp("encoder"), "layers")?;
-    let fc1 = shape_of(&w, "encoder.layers.0.mlp.fc1.weight")?;
-    let bad = |what: &str| ClipError::Checkpoint {
-        path: store.path().to_path_buf(),
-        reason: format!("tensor {} is not a matrix", w.key(what)),
-    };
-    let (&[vocab_size, width], &[context_length, _], &[intermediate_size, _]) =
-        (tok.as_slice(), pos.as_slice(), fc1.as_slice())
-    else {
-        return Err(bad("embeddings"));
-    };
-    let heads = (width / 64).max(1);
-    Ok(TextConfig {
-        vocab_size,
-        context_length,
-        width,
-        layers,
-        heads,
-        intermediate_size,
+/// What a single file's shapes do not say about its encoder.
+fn unshaped(rule: &EncoderRule) -> Unshaped {
+    Unshaped {
         activation: rule.activation,
-        layer_norm_eps: LAYER_NORM_EPS,
-        eos_token_id: ARGMAX_POOLING,
-    })
+        pooling: TextPooling::Argmax,
+    }
 }
 
-/// An open_clip text tower inside a single file (SD2, SDXL's second encoder).
+/// An open_clip text tower inside a single file (SD2, SDXL's second encoder), its names already mapped onto the
+/// model's under `prefix`.
 fn load_open_clip_layout(
     preset: Preset,
     store: &TensorStore,
@@ -338,18 +302,20 @@ fn load_open_clip_layout(
     prefix: &'static str,
     config_json: Option<&Path>,
 ) -> Result<LoadedTower> {
-    if !store.contains(&format!("{prefix}.token_embedding.weight")) {
+    let root = store.scoped(prefix);
+    let w = root.pp("text_model");
+    if !w.contains("embeddings.token_embedding.weight") {
         return Err(missing_encoder(preset, store, prefix));
     }
-    let stored = infer_text_config(store, prefix, None, rule.activation)?;
+    let stored: TextConfig = infer::text(&w, None, unshaped(rule))?;
+    let expected_layers = stored.layers.saturating_sub(rule.unused_last_layers);
     let config = match config_json {
-        Some(p) => read_text_encoder_config(p)?.0,
+        Some(p) => hf::read_text_config(p)?.0,
         None => TextConfig {
-            layers: stored.layers.saturating_sub(rule.unused_last_layers),
+            layers: expected_layers,
             ..stored.clone()
         },
     };
-    let expected_layers = stored.layers.saturating_sub(rule.unused_last_layers);
     if config.layers != expected_layers {
         return Err(ClipError::Checkpoint {
             path: store.path().to_path_buf(),
@@ -359,12 +325,11 @@ fn load_open_clip_layout(
             ),
         });
     }
-    let (tower, projection) = openai_layout::load_text_transformer(store, prefix, &config)?;
-    let w = scoped(store, prefix);
+    let tower = TextTransformer::load(&w, &config)?;
     // Tensors the conditioning does not use: the dropped last layer(s) (SD2), the contrastive temperature and,
-    // where no pooled output is wanted, the projection (already read by the loader, so consumed).
+    // where no pooled output is wanted, the projection.
     for i in config.layers..stored.layers {
-        let head = format!("{}.", w.pp("transformer.resblocks").key(i));
+        let head = format!("{}.", w.pp("encoder.layers").key(i));
         let names: Vec<String> = store
             .names()
             .filter(|n| n.starts_with(&head))
@@ -374,17 +339,18 @@ fn load_open_clip_layout(
             store.skip(&n);
         }
     }
-    store.skip(&w.key("logit_scale"));
-    store.skip(&w.key("attn_mask"));
-    let projection = match (rule.pooled, projection) {
-        (true, Some(p)) => Some(projection_linear(&p)?),
-        (true, None) => {
-            return Err(ClipError::MissingTensor {
-                path: store.path().to_path_buf(),
-                name: w.key("text_projection"),
-            })
-        }
-        (false, _) => None,
+    store.skip(&root.key("logit_scale"));
+    let projection = if rule.pooled {
+        let shape = root.shape("text_projection.weight")?;
+        let embed = shape.first().copied().unwrap_or(0);
+        Some(Linear::load_no_bias(
+            &root.pp("text_projection"),
+            config.width,
+            embed,
+        )?)
+    } else {
+        store.skip(&root.key("text_projection.weight"));
+        None
     };
     Ok((tower, projection, prefix))
 }

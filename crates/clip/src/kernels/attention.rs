@@ -1,10 +1,11 @@
 //! Multi-head scaled-dot-product attention straight from the stacked q/k/v projection's output, one (image,
 //! head) pair at a time across the cores: no per-head copies of q, k and v into separate tensors, no
 //! materialised `[batch, heads, t, t]` score tensor, and the result written in `[batch, t, width]` order, ready
-//! for the output projection. Also QuickGELU, which shares the vectorisable `exp`.
+//! for the output projection.
 
+use super::activation::exp;
 use super::gemm::avx512_available;
-use super::pool::{run_chunks_mut, run_parts, SharedMut};
+use super::pool::{run_parts, SharedMut};
 
 /// Work (in multiply-adds) below which one thread does everything.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
@@ -48,9 +49,7 @@ fn attention_with(
     let units = s.batch * s.heads;
     let work = units * s.tokens * s.tokens * s.head_dim;
     let threads = if work >= PARALLEL_MIN_WORK {
-        std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(units)
+        crate::threads::count().min(units)
     } else {
         1
     };
@@ -218,59 +217,6 @@ fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32) {
     }
 }
 
-/// `e^x` to about 1 ulp (Cephes' `expf` scheme: `x = n ln2 + r`, a degree-7 polynomial for `e^r`, `2^n` from
-/// the exponent bits), in plain arithmetic so it vectorises; 0 below the f32 range (so `-inf` masks give 0).
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two so n * LN2_HI is exact.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let clamped = x.clamp(-87.0, 88.5);
-    let n = (clamped * LOG2E).round_ties_even();
-    let r = clamped - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    if x < -87.0 {
-        0.0
-    } else {
-        e_r * scale
-    }
-}
-
-/// QuickGELU `x * sigmoid(1.702 x)` = `x / (1 + e^(-1.702 x))` in place, across the cores for large inputs.
-pub fn quick_gelu(values: &mut [f32]) {
-    let use_simd = avx512_available();
-    let run = |part: &mut [f32]| {
-        if use_simd {
-            // SAFETY: the CPU has AVX-512 F/BW.
-            unsafe { simd::quick_gelu(part) }
-        } else {
-            quick_gelu_generic(part)
-        }
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = values.len().div_ceil(threads).max(PARALLEL_MIN_WORK);
-    if values.len() <= chunk {
-        run(values);
-        return;
-    }
-    run_chunks_mut(values, chunk, |_, part| run(part));
-}
-
-#[inline(always)]
-fn quick_gelu_generic(values: &mut [f32]) {
-    for v in values {
-        *v /= 1.0 + exp(-1.702 * *v);
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::*;
@@ -411,12 +357,6 @@ mod simd {
             }
         }
     }
-
-    /// [`quick_gelu_generic`] compiled with AVX-512.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn quick_gelu(values: &mut [f32]) {
-        quick_gelu_generic(values)
-    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -436,29 +376,12 @@ mod simd {
     ) {
         unreachable!("avx512_available() is false off x86_64")
     }
-
-    pub(super) unsafe fn quick_gelu(values: &mut [f32]) {
-        quick_gelu_generic(values)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::test_util::lcg;
-
-    #[test]
-    fn exp_is_within_two_ulp_of_libm_and_zero_below_range() {
-        let mut worst = 0f32;
-        for i in 0..200_000 {
-            let x = -87.0 + 175.0 * (i as f32 / 200_000.0);
-            let (got, want) = (exp(x), x.exp());
-            worst = worst.max(((got - want) / want).abs());
-        }
-        assert!(worst < 2.5e-7, "relative error {worst}");
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(-100.0), 0.0);
-    }
 
     /// f64 softmax(q k^T * scale + mask) v per (image, head).
     fn reference(qkv: &[f32], s: AttentionShape, scale: f64, mask: Option<&[f32]>) -> Vec<f32> {
@@ -521,19 +444,6 @@ mod tests {
                     .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 assert!(worst < 1e-5, "{s:?} masked={}: {worst}", mask.is_some());
             }
-        }
-    }
-
-    #[test]
-    fn quick_gelu_matches_the_formula() {
-        let mut values: Vec<f32> = lcg(100_003, 5).iter().map(|v| v * 12.0).collect();
-        let want: Vec<f32> = values
-            .iter()
-            .map(|&v| (v as f64 / (1.0 + (-1.702 * v as f64).exp())) as f32)
-            .collect();
-        quick_gelu(&mut values);
-        for (g, w) in values.iter().zip(&want) {
-            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
         }
     }
 }

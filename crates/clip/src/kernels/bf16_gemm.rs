@@ -52,6 +52,7 @@ impl PackedBf16 {
     }
 
     /// The weight as the kernel sees it (bf16-rounded), `[n, k]` row-major: for tests and conversions.
+    #[cfg(test)]
     pub fn unpack(&self) -> Vec<f32> {
         let (n, k) = (self.out_dim(), self.k);
         let mut out = vec![0f32; n * k];

@@ -29,6 +29,7 @@ impl PackedF32 {
     }
 
     /// The weight back in `[n, k]` row-major order.
+    #[cfg(test)]
     pub fn unpack(&self) -> Vec<f32> {
         self.panels.rows()
     }

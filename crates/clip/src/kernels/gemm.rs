@@ -64,6 +64,7 @@ impl<L: Copy + Default + Send + Sync> Panels<L> {
 
     /// The lanes back in row-major `[n, groups]` order (one weight row per output column), written
     /// sequentially (the strided reads stay within one panel, which fits in L2).
+    #[cfg(test)]
     pub fn rows(&self) -> Vec<L> {
         let groups = self.groups;
         let mut out = vec![L::default(); self.n * groups];
@@ -200,10 +201,7 @@ pub(crate) fn check_linear_sizes(x: &[f32], m: usize, k: usize, n: usize, bias: 
 
 /// Threads worth starting for `panels` units of work.
 fn threads_for(panels: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(panels)
-        .max(1)
+    crate::threads::count().min(panels).max(1)
 }
 
 /// Calls `$f::<R>($args)` for the runtime row count `$rows` (1..=MR): each row count gets its own fully unrolled

@@ -83,6 +83,7 @@ impl PackedInt8 {
     }
 
     /// The weight as the kernel sees it (`scale * q`), `[n, k]` row-major: for tests and conversions.
+    #[cfg(test)]
     pub fn unpack(&self) -> Vec<f32> {
         let (n, k) = (self.out_dim(), self.k);
         let mut out = vec![0f32; n * k];

@@ -18,9 +18,7 @@ pub fn layer_norm(x: &[f32], dim: usize, weight: &[f32], bias: &[f32], eps: f32,
     assert_eq!(bias.len(), dim, "bias size");
     let rows = x.len() / dim;
     let threads = if x.len() >= PARALLEL_MIN_VALUES {
-        std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(rows)
+        crate::threads::count().min(rows)
     } else {
         1
     };

@@ -1,6 +1,7 @@
 //! Hand-written CPU kernels: the packed-weight GEMMs behind every `nn.Linear` (f32, bf16, int8), sharing one
 //! blocked, threaded driver, and fused row operations.
 
+pub mod activation;
 pub mod attention;
 pub mod bf16_gemm;
 pub mod f32_gemm;
@@ -8,7 +9,10 @@ pub mod gemm;
 pub mod int8_gemm;
 pub mod layer_norm;
 pub mod pool;
+pub mod precision;
 pub mod residual;
+
+pub use precision::Precision;
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -45,7 +45,7 @@ struct Pool {
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let workers = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+        let workers = crate::threads::count() - 1;
         let slots = (0..workers)
             .map(|i| {
                 let slot: &'static Slot = Box::leak(Box::new(Slot {

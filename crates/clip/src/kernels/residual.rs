@@ -9,7 +9,7 @@ const PARALLEL_MIN_VALUES: usize = 1 << 15;
 /// `out[i] += residual[i]`.
 pub fn add_assign(out: &mut [f32], residual: &[f32]) {
     assert_eq!(out.len(), residual.len(), "residual size");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::threads::count();
     let chunk = out.len().div_ceil(threads).max(PARALLEL_MIN_VALUES);
     run_chunks_mut(out, chunk, |i, part| {
         let (start, len) = (i * chunk, part.len());

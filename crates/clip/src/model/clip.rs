@@ -4,46 +4,25 @@
 
 use candle_core::{Device, Tensor, D};
 
-use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::{ClipConfig, Precision, VisionTowerConfig};
-use crate::model::layers::Linear;
+use crate::model::config::{ClipConfig, VisionTowerConfig};
+use crate::model::nn::Linear;
 use crate::model::resnet::ModifiedResNet;
 use crate::model::text::TextTransformer;
 use crate::model::vision::VisionTransformer;
+use crate::weights::Weights;
 
-/// The image tower: OpenAI released both kinds, and open_clip's `vision_cfg.layers` picks between them.
+/// The image tower: a ViT, or OpenAI's ModifiedResNet.
 #[derive(Debug, Clone)]
-pub enum VisionTower {
+enum VisionTower {
     Vit(VisionTransformer),
     /// Its attention pool already projects to the shared space, so the model has no separate visual projection.
     ResNet(ModifiedResNet),
 }
 
 impl VisionTower {
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        match self {
-            Self::Vit(v) => v.set_precision(precision),
-            Self::ResNet(r) => r.set_precision(precision),
-        }
-    }
-
-    pub fn config(&self) -> VisionTowerConfig {
-        match self {
-            Self::Vit(v) => VisionTowerConfig::Vit(v.config().clone()),
-            Self::ResNet(r) => VisionTowerConfig::ResNet(r.config().clone()),
-        }
-    }
-
-    pub fn image_size(&self) -> usize {
-        match self {
-            Self::Vit(v) => v.config().image_size,
-            Self::ResNet(r) => r.config().image_size,
-        }
-    }
-
     /// `[batch, 3, s, s]` normalised pixels -> pooled features (ViT: before the projection).
-    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         match self {
             Self::Vit(v) => v.forward(pixels),
             Self::ResNet(r) => {
@@ -81,33 +60,29 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    /// Computes with `precision`: `Bf16` rounds every transformer linear layer and projection to bf16 weights
-    /// and bf16-rounded activations with f32 accumulation (AVX512-BF16 where the CPU has it); `Int8` quantises
-    /// their weights per output channel and their inputs per row at run time, with i32 accumulation
-    /// (AVX512-VNNI where present). LayerNorm, softmax, attention scores, convolutions and residuals stay f32.
-    /// Call it once on a freshly loaded model: going back to f32 does not restore the rounded weights.
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        self.vision_model.set_precision(precision)?;
-        if let Some(p) = &mut self.visual_projection {
-            p.set_precision(precision)?;
-        }
-        self.text_model.set_precision(precision)?;
-        self.text_projection.set_precision(precision)
-    }
-
-    /// Builds the model from tensors named as in Hugging Face's `CLIPModel` state dict (`vision_model.*`,
-    /// `visual_projection.weight`, `text_model.*`, `text_projection.weight`, `logit_scale`) under `w`.
-    pub fn load(w: &Weights, config: ClipConfig) -> Result<Self> {
+    /// Builds the model from the one layout every format is mapped onto (transformers' `CLIPModel` names:
+    /// `vision_model.*`, `visual_projection.weight`, `text_model.*`, `text_projection.weight`, `logit_scale`;
+    /// a ResNet tower under `vision_model.` with OpenAI's names). Linear layers are packed in the precision the
+    /// store was opened with.
+    pub(crate) fn load(w: &Weights, config: ClipConfig) -> Result<Self> {
         config.validate().map_err(|reason| ClipError::Config {
             path: w.store().path().to_path_buf(),
             reason,
         })?;
-        let vision_model = VisionTransformer::load(&w.pp("vision_model"), &config.vision)?;
-        let visual_projection = Linear::load_no_bias(
-            &w.pp("visual_projection"),
-            config.vision.width,
-            config.projection_dim,
-        )?;
+        let (vision_model, visual_projection) = match &config.vision {
+            VisionTowerConfig::Vit(v) => (
+                VisionTower::Vit(VisionTransformer::load(&w.pp("vision_model"), v)?),
+                Some(Linear::load_no_bias(
+                    &w.pp("visual_projection"),
+                    v.width,
+                    config.projection_dim,
+                )?),
+            ),
+            VisionTowerConfig::ResNet(r) => (
+                VisionTower::ResNet(ModifiedResNet::load(&w.pp("vision_model"), r)?),
+                None,
+            ),
+        };
         let text_model = TextTransformer::load(&w.pp("text_model"), &config.text)?;
         let text_projection = Linear::load_no_bias(
             &w.pp("text_projection"),
@@ -118,60 +93,16 @@ impl ClipModel {
         Ok(Self {
             config,
             device: w.device().clone(),
-            vision_model: VisionTower::Vit(vision_model),
-            visual_projection: Some(visual_projection),
+            vision_model,
+            visual_projection,
             text_model,
             text_projection,
             logit_scale: log_scale.exp(),
         })
     }
 
-    /// Assembles a model from towers loaded by another checkpoint layout (OpenAI / open_clip). `text_projection`
-    /// maps text width to `config.projection_dim`; `log_logit_scale` is the stored (log) value. For a ResNet
-    /// tower, `config.vision` only describes its image size (the tower's own config is [`Self::vision_tower`]).
-    pub fn from_parts(
-        config: ClipConfig,
-        device: &Device,
-        vision: VisionTower,
-        visual_projection: Option<Linear>,
-        text_model: TextTransformer,
-        text_projection: Linear,
-        log_logit_scale: f32,
-    ) -> Self {
-        Self {
-            config,
-            device: device.clone(),
-            vision_model: vision,
-            visual_projection,
-            text_model,
-            text_projection,
-            logit_scale: log_logit_scale.exp(),
-        }
-    }
-
     pub fn config(&self) -> &ClipConfig {
         &self.config
-    }
-
-    /// The device the weights live on; inputs are moved here.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// The ViT image tower, if the model has one (see [`Self::vision_tower`]).
-    pub fn vision_model(&self) -> Option<&VisionTransformer> {
-        match &self.vision_model {
-            VisionTower::Vit(v) => Some(v),
-            VisionTower::ResNet(_) => None,
-        }
-    }
-
-    pub fn vision_tower(&self) -> &VisionTower {
-        &self.vision_model
-    }
-
-    pub fn text_model(&self) -> &TextTransformer {
-        &self.text_model
     }
 
     /// Image features `[batch, projection_dim]` (not normalised) from normalised pixels

@@ -1,5 +1,6 @@
-//! Model architecture as data, mirroring transformers' `CLIPVisionConfig` / `CLIPTextConfig` / `CLIPConfig`
-//! (and open_clip's `model_configs/*.json`): every architectural choice the forward pass makes is read from here.
+//! The model's architecture as data, one type whatever the checkpoint format (transformers' `CLIPConfig`,
+//! OpenAI's shapes, open_clip's `model_configs/*.json` all become a [`ClipConfig`]): every architectural choice
+//! the forward pass makes is read from here.
 
 use serde::{Deserialize, Serialize};
 
@@ -107,7 +108,8 @@ impl ResNetConfig {
     }
 }
 
-/// Which image tower a model has: an architecture variant is an enum, never a string.
+/// Which image tower a model has (OpenAI released both kinds; open_clip's `vision_cfg.layers` picks between them):
+/// an architecture variant is an enum, never a string.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VisionTowerConfig {
@@ -124,14 +126,17 @@ impl VisionTowerConfig {
     }
 }
 
-/// The architecture of a model in OpenAI's layout (OpenAI `.pt` files, open_clip checkpoints): either image
-/// tower, the text tower and the shared embedding size. open_clip's `model_configs/*.json` map onto this.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelArch {
-    pub vision: VisionTowerConfig,
-    pub text: TextConfig,
-    /// Shared embedding size (`embed_dim`).
-    pub embed_dim: usize,
+/// How the text tower picks the position whose state becomes the text's embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextPooling {
+    /// The first occurrence of this token id (the end-of-text token; position 0 if absent), as transformers'
+    /// `CLIPTextModel` pools with a current config.
+    FirstEos(u32),
+    /// The first maximum id: OpenAI's and open_clip's `text.argmax(dim=-1)`, and transformers' rule for configs
+    /// written before its PR #24773 (those say `eos_token_id: 2`). With CLIP's vocabulary the end-of-text id is
+    /// the largest, so both rules pool at the same place on real text.
+    Argmax,
 }
 
 /// Causal text transformer (transformers `CLIPTextConfig`).
@@ -146,33 +151,26 @@ pub struct TextConfig {
     pub intermediate_size: usize,
     pub activation: Activation,
     pub layer_norm_eps: f64,
-    /// The token whose first occurrence is pooled. The value 2 selects transformers' legacy rule (pool at the
-    /// argmax of the ids), kept because published configs written before transformers PR #24773 carry it.
-    pub eos_token_id: u32,
+    pub pooling: TextPooling,
 }
 
-/// A whole dual-encoder CLIP model (transformers `CLIPConfig`).
+/// A whole dual-encoder CLIP model, whichever format it came from (transformers `CLIPConfig`, OpenAI's
+/// `build_model` shapes, open_clip's `model_configs/*.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipConfig {
-    pub vision: VisionConfig,
+    pub vision: VisionTowerConfig,
     pub text: TextConfig,
-    /// Shared embedding size both projections map to.
+    /// Shared embedding size both towers map to (`projection_dim`, open_clip's `embed_dim`).
     pub projection_dim: usize,
     /// Initial value of the stored `logit_scale` (a log); informative only, the checkpoint holds the real one.
     pub logit_scale_init: f32,
 }
 
 impl ClipConfig {
-    /// Checks the invariants the forward pass relies on; `Err` holds a message naming the offending field.
+    /// Checks the invariants the forward pass relies on and the size limits; `Err` names the offending field.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        let v = &self.vision;
         let t = &self.text;
-        let positive = [
-            ("vision_config.image_size", v.image_size),
-            ("vision_config.patch_size", v.patch_size),
-            ("vision_config.hidden_size", v.width),
-            ("vision_config.num_attention_heads", v.heads),
-            ("vision_config.intermediate_size", v.intermediate_size),
+        let mut positive = vec![
             ("text_config.vocab_size", t.vocab_size),
             ("text_config.max_position_embeddings", t.context_length),
             ("text_config.hidden_size", t.width),
@@ -180,15 +178,35 @@ impl ClipConfig {
             ("text_config.intermediate_size", t.intermediate_size),
             ("projection_dim", self.projection_dim),
         ];
+        match &self.vision {
+            VisionTowerConfig::Vit(v) => {
+                positive.extend([
+                    ("vision_config.image_size", v.image_size),
+                    ("vision_config.patch_size", v.patch_size),
+                    ("vision_config.hidden_size", v.width),
+                    ("vision_config.num_attention_heads", v.heads),
+                    ("vision_config.intermediate_size", v.intermediate_size),
+                ]);
+            }
+            VisionTowerConfig::ResNet(r) => {
+                r.validate()?;
+                if r.output_dim != self.projection_dim {
+                    return Err(format!(
+                        "resnet output_dim {} differs from the embedding size {}",
+                        r.output_dim, self.projection_dim
+                    ));
+                }
+            }
+        }
         for (name, value) in positive {
             if value == 0 {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if v.image_size > clip_preprocess::MAX_SIZE as usize {
+        let image_size = self.vision.image_size();
+        if image_size > clip_preprocess::MAX_SIZE as usize {
             return Err(format!(
-                "vision_config.image_size {} is larger than the limit of {} pixels",
-                v.image_size,
+                "vision_config.image_size {image_size} is larger than the limit of {} pixels",
                 clip_preprocess::MAX_SIZE
             ));
         }
@@ -199,20 +217,22 @@ impl ClipConfig {
                 clip_tokenizer::MAX_CONTEXT_LENGTH
             ));
         }
-        if v.patch_size > v.image_size {
-            return Err(format!(
-                "vision_config.patch_size {} is larger than image_size {}",
-                v.patch_size, v.image_size
-            ));
+        let mut towers = vec![("text", t.width, t.heads, t.layer_norm_eps)];
+        if let VisionTowerConfig::Vit(v) = &self.vision {
+            if v.patch_size > v.image_size {
+                return Err(format!(
+                    "vision_config.patch_size {} is larger than image_size {}",
+                    v.patch_size, v.image_size
+                ));
+            }
+            towers.push(("vision", v.width, v.heads, v.layer_norm_eps));
         }
-        for (tower, width, heads) in [("vision", v.width, v.heads), ("text", t.width, t.heads)] {
+        for (tower, width, heads, eps) in towers {
             if width % heads != 0 {
                 return Err(format!(
                     "{tower}_config.hidden_size {width} is not a multiple of num_attention_heads {heads}"
                 ));
             }
-        }
-        for (tower, eps) in [("vision", v.layer_norm_eps), ("text", t.layer_norm_eps)] {
             if !(eps.is_finite() && eps >= 0.0) {
                 return Err(format!(
                     "{tower}_config.layer_norm_eps {eps} is not a finite non-negative number"
@@ -249,43 +269,5 @@ mod tests {
             serde_json::to_string(&Activation::QuickGelu).unwrap(),
             "\"quick_gelu\""
         );
-    }
-}
-
-/// The arithmetic a model computes with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// Full f32, as the reference implementations compute.
-    #[default]
-    F32,
-    /// bf16 weights and activations in the linear layers, f32 accumulation and everything else f32.
-    Bf16,
-    /// int8 weights (per output channel) and dynamically quantised u8 activations (per row) in the linear
-    /// layers, i32 accumulation and everything else f32.
-    Int8,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(Self::F32),
-            "bf16" | "bfloat16" => Ok(Self::Bf16),
-            "int8" | "i8" | "qint8" => Ok(Self::Int8),
-            other => Err(format!(
-                "unknown dtype {other:?}: expected f32, bf16 or int8"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::Int8 => "int8",
-        })
     }
 }

@@ -4,16 +4,16 @@
 //! in eval mode, and attention pooling whose query is the mean of the feature map prepended as a token.
 //!
 //! Weights are read under OpenAI's names (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`,
-//! `attnpool.q_proj`, ...). Each BatchNorm is folded into the conv before it at load time: eval-mode BatchNorm
+//! `attnpool.q_proj`, ...), which the model's layout keeps for this tower (transformers has no ResNet CLIP). Each BatchNorm is folded into the conv before it at load time: eval-mode BatchNorm
 //! is the per-channel affine map `(x - mean) / sqrt(var + eps) * w + b`, so it becomes a scaled kernel plus a
 //! bias, the same function with one pass less.
 
 use candle_core::{Tensor, D};
 
-use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::{Precision, ResNetConfig};
-use crate::model::layers::Linear;
+use crate::model::config::ResNetConfig;
+use crate::model::nn::Linear;
+use crate::weights::Weights;
 
 /// PyTorch `nn.BatchNorm2d`'s default epsilon, used by every CLIP ResNet.
 const BN_EPS: f64 = 1e-5;
@@ -126,27 +126,23 @@ struct AttentionPool {
 }
 
 impl AttentionPool {
-    fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        self.qkv.set_precision(precision)?;
-        self.c_proj.set_precision(precision)
-    }
-
     fn load(w: &Weights, c: &ResNetConfig) -> Result<Self> {
         let e = c.embed_dim();
         let g = c.grid_size();
-        let scale = ((e / c.heads) as f64).powf(-0.5);
-        let take = |name: &str| -> Result<(Tensor, Tensor)> {
+        let scale = ((e / c.heads) as f32).powf(-0.5);
+        // q, k and v stacked into one projection, q scaled on the way.
+        let mut weight = Vec::with_capacity(3 * e * e);
+        let mut bias = Vec::with_capacity(3 * e);
+        for (name, factor) in [("q_proj", scale), ("k_proj", 1.0), ("v_proj", 1.0)] {
             let p = w.pp(name);
-            Ok((p.take("weight", &[e, e])?, p.take("bias", &[e])?))
-        };
-        let (qw, qb) = take("q_proj")?;
-        let (kw, kb) = take("k_proj")?;
-        let (vw, vb) = take("v_proj")?;
-        let weight = Tensor::cat(&[&qw.affine(scale, 0.0)?, &kw, &vw], 0)?;
-        let bias = Tensor::cat(&[&qb.affine(scale, 0.0)?, &kb, &vb], 0)?;
+            p.with_values("weight", &[e, e], |v| {
+                weight.extend(v.iter().map(|x| x * factor))
+            })?;
+            p.with_values("bias", &[e], |v| bias.extend(v.iter().map(|x| x * factor)))?;
+        }
         Ok(Self {
             positional_embedding: w.take("positional_embedding", &[g * g + 1, e])?,
-            qkv: Linear::from_parts(weight, Some(bias))?,
+            qkv: Linear::from_values(&weight, 3 * e, e, Some(bias), w.precision()),
             c_proj: Linear::load(&w.pp("c_proj"), e, c.output_dim)?,
             heads: c.heads,
             embed_dim: e,
@@ -194,7 +190,7 @@ impl AttentionPool {
 
 /// The ModifiedResNet tower up to the attention pool's output `[batch, output_dim]` (already projected).
 #[derive(Debug, Clone)]
-pub struct ModifiedResNet {
+pub(crate) struct ModifiedResNet {
     config: ResNetConfig,
     stem: [ConvBn; 3],
     stages: Vec<Vec<Bottleneck>>,
@@ -202,12 +198,8 @@ pub struct ModifiedResNet {
 }
 
 impl ModifiedResNet {
-    /// Re-packs the attention pool's linear layers for `precision`; the convolutions stay f32.
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        self.attnpool.set_precision(precision)
-    }
-
-    /// Reads the tower from `w` (normally `visual`).
+    /// Reads the tower from `w` (`vision_model`). The attention pool's projections take the store's precision;
+    /// the convolutions stay f32.
     pub fn load(w: &Weights, config: &ResNetConfig) -> Result<Self> {
         let c = config;
         config.validate().map_err(|reason| ClipError::Config {

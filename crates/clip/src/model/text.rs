@@ -4,17 +4,14 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::{Precision, TextConfig};
-use crate::model::layers::{causal_mask, Encoder, EncoderShape, LayerNorm};
-
-/// The `eos_token_id` that selects transformers' legacy pooling rule (configs written before its PR #24773).
-const LEGACY_EOS_TOKEN_ID: u32 = 2;
+use crate::model::config::{TextConfig, TextPooling};
+use crate::model::nn::{causal_mask, Encoder, EncoderShape, LayerNorm};
+use crate::weights::Weights;
 
 /// The text transformer up to the pooled, final-LayerNorm end-of-text state (`pooler_output`), without projection.
 #[derive(Debug, Clone)]
-pub struct TextTransformer {
+pub(crate) struct TextTransformer {
     config: TextConfig,
     token_embedding: Tensor,
     position_embedding: Tensor,
@@ -23,11 +20,6 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
-    /// Re-packs the transformer's linear layers for `precision` (see [`Precision`]).
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        self.encoder.set_precision(precision)
-    }
-
     /// Reads the tower from `w` (normally the `text_model.` prefix).
     pub fn load(w: &Weights, config: &TextConfig) -> Result<Self> {
         let c = config;
@@ -55,24 +47,6 @@ impl TextTransformer {
                 c.layer_norm_eps,
             )?,
         })
-    }
-
-    /// Builds the tower from parts already loaded (other checkpoint layouts, e.g. OpenAI's): `token_embedding`
-    /// `[vocab_size, width]`, `position_embedding` `[context_length, width]`.
-    pub fn from_parts(
-        config: &TextConfig,
-        token_embedding: Tensor,
-        position_embedding: Tensor,
-        encoder: Encoder,
-        final_layer_norm: LayerNorm,
-    ) -> Self {
-        Self {
-            config: config.clone(),
-            token_embedding,
-            position_embedding,
-            encoder,
-            final_layer_norm,
-        }
     }
 
     pub fn config(&self) -> &TextConfig {
@@ -128,13 +102,11 @@ impl TextTransformer {
             .collect()
     }
 
-    /// The position pooled for each text, as transformers' `CLIPTextModel` picks it: the first `eos_token_id`
-    /// (position 0 if there is none), or under the legacy `eos_token_id == 2` the first maximum id.
+    /// The position pooled for each text (see [`TextPooling`]).
     pub fn pool_positions(&self, rows: &[Vec<u32>]) -> Vec<usize> {
-        let eos = self.config.eos_token_id;
         rows.iter()
-            .map(|row| {
-                if eos == LEGACY_EOS_TOKEN_ID {
+            .map(|row| match self.config.pooling {
+                TextPooling::Argmax => {
                     // First maximum: `Iterator::max_by_key` would return the last one.
                     let mut best = 0;
                     for (i, &id) in row.iter().enumerate() {
@@ -143,9 +115,8 @@ impl TextTransformer {
                         }
                     }
                     best
-                } else {
-                    row.iter().position(|&id| id == eos).unwrap_or(0)
                 }
+                TextPooling::FirstEos(eos) => row.iter().position(|&id| id == eos).unwrap_or(0),
             })
             .collect()
     }
@@ -165,13 +136,6 @@ impl TextTransformer {
         let x = tokens.broadcast_add(&self.position_embedding.narrow(0, 0, len)?)?;
         let mask = causal_mask(len, device)?;
         self.encoder.forward_layers(&x, Some(&mask), layers)
-    }
-
-    /// `last_hidden_state` `[batch, len, width]`: every position after the final LayerNorm.
-    pub fn last_hidden_state(&self, ids: &Tensor) -> Result<Tensor> {
-        let rows = self.check_input(ids)?;
-        let x = self.encode_rows(&rows, None)?;
-        self.final_layer_norm.forward(&x)
     }
 
     /// The final LayerNorm, for callers that take intermediate states from [`Self::encode_rows`].

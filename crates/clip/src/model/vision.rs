@@ -4,19 +4,19 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::checkpoint::Weights;
 use crate::error::{ClipError, Result};
-use crate::model::config::{Precision, VisionConfig};
-use crate::model::layers::{Encoder, EncoderShape, LayerNorm, Linear};
+use crate::kernels::Precision;
+use crate::model::config::VisionConfig;
+use crate::model::nn::{Encoder, EncoderShape, LayerNorm, Linear};
+use crate::weights::Weights;
 
 /// The vision transformer up to the pooled, post-LayerNorm class token (`pooler_output`), without projection.
 #[derive(Debug, Clone)]
-pub struct VisionTransformer {
+pub(crate) struct VisionTransformer {
     config: VisionConfig,
     class_embedding: Tensor,
-    /// The `[width, 3, p, p]` conv kernel flattened to `[width, 3 * p * p]`: a stride-p conv without bias is one
-    /// matmul over the unfolded patches.
-    /// The patch convolution as one bias-free linear layer over flattened `(c, y, x)` patches.
+    /// The `[width, 3, p, p]` conv kernel as one bias-free linear layer over flattened `(c, y, x)` patches (a
+    /// stride-p conv is one matmul over the unfolded patches). Kept in f32 whatever the precision.
     patch_embedding: Linear,
     position_embedding: Tensor,
     pre_layrnorm: LayerNorm,
@@ -25,23 +25,17 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    /// Re-packs the transformer's linear layers for `precision` (see [`Precision`]).
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        self.encoder.set_precision(precision)
-    }
-
     /// Reads the tower from `w` (normally the `vision_model.` prefix).
     pub fn load(w: &Weights, config: &VisionConfig) -> Result<Self> {
         let c = config;
         let emb = w.pp("embeddings");
         let p = c.patch_size;
         let class_embedding = emb.take("class_embedding", &[c.width])?;
-        let patch_embedding = Linear::from_parts(
+        let patch_embedding =
             emb.pp("patch_embedding")
-                .take("weight", &[c.width, 3, p, p])?
-                .reshape((c.width, 3 * p * p))?,
-            None,
-        )?;
+                .with_values("weight", &[c.width, 3, p, p], |v| {
+                    Linear::from_values(v, c.width, 3 * p * p, None, Precision::F32)
+                })?;
         let position_embedding = emb
             .pp("position_embedding")
             .take("weight", &[c.num_positions(), c.width])?;
@@ -65,39 +59,8 @@ impl VisionTransformer {
         })
     }
 
-    /// Builds the tower from parts already loaded (other checkpoint layouts, e.g. OpenAI's): `patch_weight` is the
-    /// conv kernel `[width, 3, p, p]`, `position_embedding` `[num_positions, width]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_parts(
-        config: &VisionConfig,
-        class_embedding: Tensor,
-        patch_weight: Tensor,
-        position_embedding: Tensor,
-        pre_layrnorm: LayerNorm,
-        encoder: Encoder,
-        post_layernorm: LayerNorm,
-    ) -> Result<Self> {
-        let p = config.patch_size;
-        Ok(Self {
-            config: config.clone(),
-            class_embedding,
-            patch_embedding: Linear::from_parts(
-                patch_weight.reshape((config.width, 3 * p * p))?,
-                None,
-            )?,
-            position_embedding,
-            pre_layrnorm,
-            encoder,
-            post_layernorm,
-        })
-    }
-
-    pub fn config(&self) -> &VisionConfig {
-        &self.config
-    }
-
     /// Checks `pixels` is `[batch, 3, image_size, image_size]` floating point and returns it as f32.
-    pub fn check_input(&self, pixels: &Tensor) -> Result<Tensor> {
+    fn check_input(&self, pixels: &Tensor) -> Result<Tensor> {
         let s = self.config.image_size;
         let dims = pixels.dims();
         if dims.len() != 4 || dims[1] != 3 || dims[2] != s || dims[3] != s {
@@ -118,7 +81,7 @@ impl VisionTransformer {
     }
 
     /// Token embeddings `[batch, 1 + grid^2, width]`: class token then patches, plus positions.
-    pub fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
+    fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
         let c = &self.config;
         let (b, _, _, _) = pixels.dims4()?;
         let (g, p) = (c.grid_size(), c.patch_size);

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
+use crate::bundle::{normalize_rows, softmax};
 use crate::error::{ClipError, Result};
-use crate::loader::{normalize_rows, softmax};
 use crate::zeroshot::identity::ModelIdentity;
 use crate::zeroshot::prompts::{check_templates, fill};
 use crate::Clip;

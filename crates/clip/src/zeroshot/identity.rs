@@ -1,14 +1,14 @@
 //! Which model a saved classifier belongs to: a readable name and a SHA-256 over the model directory's
 //! `config.json` and weight files (`model.safetensors`, its shards, or `pytorch_model.bin`), the files
-//! `checkpoint::hf::open_weights` reads. Class embeddings only mean something in the embedding space of the
+//! `formats::hf::open_weights` reads. Class embeddings only mean something in the embedding space of the
 //! weights that made them, so a classifier is refused by any other model.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::hf::{PYTORCH_FILE, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE};
-use crate::error::{ClipError, Result};
+use crate::error::Result;
+use crate::formats::hf::model_files;
 use crate::hub::sha256_file;
 use crate::Clip;
 
@@ -44,54 +44,6 @@ impl ModelIdentity {
     pub fn of_dir(dir: &Path) -> Result<Self> {
         Self::of_files(&model_files(dir)?, display_name(dir))
     }
-}
-
-/// The files that determine a Hugging Face model's outputs, in a fixed order.
-pub(crate) fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let config = dir.join("config.json");
-    if config.is_file() {
-        files.push(config);
-    }
-    let single = dir.join(SAFETENSORS_FILE);
-    let index = dir.join(SAFETENSORS_INDEX_FILE);
-    let pickle = dir.join(PYTORCH_FILE);
-    if single.is_file() {
-        files.push(single);
-    } else if index.is_file() {
-        files.extend(shards(&index)?);
-        files.push(index);
-    } else if pickle.is_file() {
-        files.push(pickle);
-    } else {
-        return Err(ClipError::Checkpoint {
-            path: dir.to_path_buf(),
-            reason: "no weight file to identify the model by".into(),
-        });
-    }
-    Ok(files)
-}
-
-/// The shards named by a safetensors index (sorted, each once).
-fn shards(index: &Path) -> Result<Vec<PathBuf>> {
-    let text = clip_io::read_input_text(index, clip_io::Input::Config)?;
-    let bad = |reason: String| ClipError::Checkpoint {
-        path: index.to_path_buf(),
-        reason,
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let map = value
-        .get("weight_map")
-        .and_then(serde_json::Value::as_object)
-        .ok_or_else(|| bad("no weight_map object".into()))?;
-    let names: std::collections::BTreeSet<&str> =
-        map.values().filter_map(serde_json::Value::as_str).collect();
-    let dir = index.parent().unwrap_or(Path::new("."));
-    Ok(names
-        .into_iter()
-        .filter(|n| !n.contains('/') && !n.contains('\\') && *n != "..")
-        .map(|n| dir.join(n))
-        .collect())
 }
 
 /// `org/name` for a Hugging Face cache snapshot (`.../models--org--name/snapshots/<rev>`), else the last path part.

@@ -6,9 +6,18 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use clip::model::ClipModel;
+use clip::{Clip, ClipModel, LoadOptions, Precision};
 
 pub const REL_TOL: f32 = 1e-4;
+
+/// The model of any model string or path (`Clip::load` without the tokenizer and preprocessing).
+pub fn load_model(path: &Path, precision: Precision) -> clip::Result<ClipModel> {
+    let options = LoadOptions {
+        precision,
+        ..LoadOptions::default()
+    };
+    Clip::load(&path.to_string_lossy(), &options).map(|clip| clip.model().clone())
+}
 
 /// The tensors of `dir/reference.safetensors`.
 pub fn reference(dir: &Path) -> HashMap<String, Tensor> {

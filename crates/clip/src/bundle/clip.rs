@@ -2,16 +2,17 @@
 //! to it (found by [`ModelSource`]), plus batched `encode_*` and zero-shot helpers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Device, Tensor};
 use clip_preprocess::PreprocessConfig;
 use clip_tokenizer::Tokenizer;
 
+use crate::bundle::source::{tokenizer_for, LoadedModel, ModelSource};
 use crate::error::{ClipError, Result};
 use crate::hub::HubOptions;
-use crate::model::{ClipModel, Precision};
-use crate::source::{tokenizer_for, LoadedModel, ModelSource};
+use crate::kernels::Precision;
+use crate::model::ClipModel;
+use crate::threads::parallel_map;
 
 /// The model `clip` uses when none is named.
 pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
@@ -20,13 +21,18 @@ pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
 const IMAGE_BATCH: usize = 16;
 const TEXT_BATCH: usize = 64;
 
+/// How [`Clip::load`] finds and prepares a model. Everything runs on the CPU: the kernels are CPU kernels, and
+/// no other device is offered.
 #[derive(Clone, Default)]
 pub struct LoadOptions {
     pub hub: HubOptions,
     /// Tokenizer file or directory overriding the one found with the model.
     pub vocab: Option<PathBuf>,
-    /// The arithmetic to compute with (f32 unless asked otherwise).
+    /// The arithmetic to compute with (f32 unless asked otherwise), chosen once, when the weights are read.
     pub precision: Precision,
+    /// Threads to compute with (default: `CLIP_THREADS`, else every core). It is fixed for the process by the
+    /// first computation, so a later load asking for another count fails.
+    pub threads: Option<usize>,
 }
 
 /// A loaded CLIP model with its tokenizer and preprocessing.
@@ -44,26 +50,25 @@ impl Clip {
     /// Face directory or Hub id (`openai/clip-vit-base-patch32`), an open_clip directory, `hf-hub:org/name`,
     /// `ARCH:TAG` or `ARCH:WEIGHTS`.
     pub fn load(spec: &str, options: &LoadOptions) -> Result<Self> {
+        if let Some(n) = options.threads {
+            crate::threads::set(n).map_err(ClipError::InvalidInput)?;
+        }
         let source = ModelSource::parse(spec)?;
-        let mut loaded = source.load(&options.hub, &Device::Cpu, options.precision)?;
-        loaded.model.set_precision(options.precision)?;
+        let loaded = source.load(&options.hub, options.precision)?;
         Self::from_loaded(loaded, options.vocab.as_deref())
     }
 
     /// Loads a Hugging Face layout directory (`config.json`, weights, optional preprocessing and tokenizer files).
     pub fn from_dir(dir: &Path, vocab: Option<&Path>) -> Result<Self> {
-        let loaded = ModelSource::HfDir(dir.to_path_buf()).load(
-            &HubOptions::default(),
-            &Device::Cpu,
-            Precision::F32,
-        )?;
+        let loaded =
+            ModelSource::HfDir(dir.to_path_buf()).load(&HubOptions::default(), Precision::F32)?;
         Self::from_loaded(loaded, vocab)
     }
 
     fn from_loaded(loaded: LoadedModel, vocab: Option<&Path>) -> Result<Self> {
         let tokenizer = tokenizer_for(loaded.tokenizer_dir.as_deref(), vocab)?;
         Ok(Self {
-            device: loaded.model.device().clone(),
+            device: Device::Cpu,
             model: loaded.model,
             tokenizer,
             preprocess: loaded.preprocess,
@@ -271,42 +276,6 @@ impl Clip {
     }
 }
 
-/// Maps `f` over `items` on all available cores, keeping order. Each thread takes the next unclaimed item, so
-/// one slow item (a large photo) does not leave the other threads idle.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len().max(1));
-    if threads <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        mine.push((i, f(item)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Numerically stable softmax in f32.
 pub fn softmax(row: &[f32]) -> Vec<f32> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -328,19 +297,6 @@ pub fn normalize_rows(rows: &mut [Vec<f32>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parallel_map_keeps_order_with_uneven_work() {
-        let items: Vec<u64> = (0..37).collect();
-        let out = parallel_map(&items, |&i| {
-            // Early items are slow, so later ones finish first on another thread.
-            let micros = if i < 3 { 3000 } else { 10 };
-            std::thread::sleep(std::time::Duration::from_micros(micros));
-            i * 2
-        });
-        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        assert!(parallel_map(&[] as &[u64], |&i| i).is_empty());
-    }
 
     #[test]
     fn softmax_matches_definition() {

@@ -2,14 +2,19 @@
 //! synthetic inputs (the towers' cost does not depend on pixel values; captions are typical lengths), median of
 //! several timed runs after a warm-up, plus model load time and the process's peak resident memory.
 
+mod gemm;
+
+pub use gemm::{gemm_throughput, GemmRow, VIT_B32_SHAPES};
+
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use crate::bundle::Clip;
 use crate::error::{ClipError, Result};
 use crate::limits;
-use crate::loader::Clip;
+use crate::model::VisionTowerConfig;
 
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -98,7 +103,7 @@ pub fn run(spec: &str, load: &crate::LoadOptions, options: &BenchOptions) -> Res
         model: spec.to_string(),
         dtype: load.precision.to_string(),
         load_seconds,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: crate::threads::count(),
         rows,
         peak_rss_bytes: peak_rss_bytes(),
     })
@@ -132,18 +137,21 @@ fn measure(
 /// A generous estimate of the memory one image takes through the image tower: its pixels plus the widest
 /// activations alive at once (residual stream, normed copy, q/k/v, attention output, MLP hidden).
 fn image_bytes_per_item(clip: &Clip) -> u64 {
-    let config = clip.model().config();
     let size = clip.preprocess_config().size as u64;
-    let tokens = config.vision.num_positions() as u64;
-    let width = config.vision.width as u64;
-    let hidden = config.vision.intermediate_size as u64;
-    4 * (3 * size * size + tokens * (6 * width + hidden))
+    let activations = match &clip.model().config().vision {
+        VisionTowerConfig::Vit(v) => {
+            v.num_positions() as u64 * (6 * v.width as u64 + v.intermediate_size as u64)
+        }
+        // The widest maps: the first stage's output, a few copies at a quarter of the resolution.
+        VisionTowerConfig::ResNet(r) => 12 * (size / 4) * (size / 4) * r.width as u64 * 4,
+    };
+    4 * (3 * size * size + activations)
 }
 
 fn image_batch(clip: &Clip, batch: usize) -> Result<()> {
     let size = clip.preprocess_config().size as usize;
     let values = synthetic_pixels(batch * 3 * size * size);
-    let pixels = Tensor::from_vec(values, (batch, 3, size, size), clip.model().device())?;
+    let pixels = Tensor::from_vec(values, (batch, 3, size, size), &Device::Cpu)?;
     clip.model().encode_image(&pixels)?;
     Ok(())
 }
@@ -160,7 +168,7 @@ fn text_batch(clip: &Clip, batch: usize) -> Result<()> {
     let ids = clip.tokenize(&captions, true)?;
     let len = ids[0].len();
     let flat: Vec<u32> = ids.into_iter().flatten().collect();
-    let tensor = Tensor::from_vec(flat, (batch, len), clip.model().device())?;
+    let tensor = Tensor::from_vec(flat, (batch, len), &Device::Cpu)?;
     clip.model().encode_text(&tensor)?;
     Ok(())
 }

@@ -14,13 +14,14 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::checkpoint::pickle::{unpickle, TensorRef, Value};
-use crate::checkpoint::TensorStore;
 use crate::error::{ClipError, Result};
+use crate::kernels::Precision;
+use crate::weights::pickle::{unpickle, TensorRef, Value};
+use crate::weights::TensorStore;
 
 /// Which kind of archive a `.pt` file was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveKind {
+pub(crate) enum ArchiveKind {
     /// `torch.jit.save` of a module (OpenAI's published files).
     TorchScript,
     /// `torch.save` of a state dict (optionally wrapped as `{"state_dict": ...}`).
@@ -29,7 +30,7 @@ pub enum ArchiveKind {
 
 /// The tensors of one archive, by state-dict name.
 #[derive(Debug)]
-pub struct PtArchive {
+pub(crate) struct PtArchive {
     pub kind: ArchiveKind,
     pub tensors: HashMap<String, Tensor>,
 }
@@ -41,8 +42,9 @@ fn bad(path: &Path, reason: impl Into<String>) -> ClipError {
     }
 }
 
-/// Reads every tensor of a PyTorch zip archive (TorchScript or `torch.save`) onto `device`.
-pub fn read_archive(path: &Path, device: &Device) -> Result<PtArchive> {
+/// Reads every tensor of a PyTorch zip archive (TorchScript or `torch.save`).
+pub(crate) fn read_archive(path: &Path) -> Result<PtArchive> {
+    let device = &Device::Cpu;
     let (file, file_len) = clip_io::open_input(path, clip_io::Input::Checkpoint)?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
         bad(
@@ -113,12 +115,12 @@ pub fn read_archive(path: &Path, device: &Device) -> Result<PtArchive> {
     Ok(PtArchive { kind, tensors })
 }
 
-/// Reads a PyTorch zip archive into a strict [`TensorStore`].
-pub fn open_archive(path: &Path, device: &Device) -> Result<(ArchiveKind, TensorStore)> {
-    let archive = read_archive(path, device)?;
+/// Reads a PyTorch zip archive into a strict [`TensorStore`] in `precision`.
+pub(crate) fn open(path: &Path, precision: Precision) -> Result<(ArchiveKind, TensorStore)> {
+    let archive = read_archive(path)?;
     Ok((
         archive.kind,
-        TensorStore::from_tensors(path, archive.tensors, device),
+        TensorStore::from_tensors(path, archive.tensors, precision),
     ))
 }
 

@@ -2,10 +2,12 @@
 //! transformers' `from_pretrained` (missing / unexpected / mismatched keys are errors here, not warnings) with the
 //! prefix-scoped access of candle's `VarBuilder::pp`, so the model's struct tree mirrors the key tree.
 //!
-//! Sources: `.safetensors` (memory-mapped, optionally sharded) and in-memory maps (PyTorch zip checkpoints, read
-//! by [`super::torchscript`] with the project's restricted unpickler; other formats' converters; tests).
+//! A store is opened in one [`Precision`]: the model's linear layers pack their weights for it as they load
+//! (candle's `VarBuilder` takes its dtype the same way). A format's names are mapped onto the model's with
+//! [`TensorStore::remap`]: renames, and [`View`]s that read part of a stored tensor (the rows of a packed
+//! q/k/v matrix) or its transpose, without copying anything until the model asks for the tensor.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -13,23 +15,36 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{ClipError, Result};
-use crate::model::config::Precision;
+use crate::error::{one_line, ClipError, Result};
+use crate::kernels::Precision;
 
 /// How many unexpected tensor names an error lists before summarising the rest.
 const MAX_LISTED: usize = 20;
 
-enum Source {
+pub(crate) enum Source {
     Safetensors(MmapedSafetensors),
     Memory(HashMap<String, Tensor>),
+}
+
+/// How a public tensor is read from a stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// The stored tensor as it is.
+    Whole,
+    /// Rows `start..start + len` of the first dimension (one of q, k, v in a packed `in_proj_weight`).
+    Rows { start: usize, len: usize },
+    /// The transpose of a stored matrix (`x @ P` projections stored `[in, out]`, read as `[out, in]`).
+    Transposed,
 }
 
 /// What the index knows about a tensor before its data is read.
 #[derive(Debug, Clone)]
 struct Entry {
-    /// Name in the underlying file (differs from the public name after [`TensorStore::rename`]).
+    /// Name in the underlying file (differs from the public name after [`TensorStore::remap`]).
     source_name: String,
+    /// The shape the model sees (after the view).
     shape: Vec<usize>,
+    view: View,
     /// `None` for dtypes candle cannot represent; such a tensor is an error only if the model asks for it.
     dtype: Option<DType>,
     dtype_name: String,
@@ -37,14 +52,14 @@ struct Entry {
 
 /// The tensors of one checkpoint, by name. Loading takes each one the model needs with [`TensorStore::take`]
 /// (through [`Weights`]); [`TensorStore::finish`] then rejects whatever was left over.
-pub struct TensorStore {
+pub(crate) struct TensorStore {
     path: PathBuf,
     device: Device,
     source: Source,
     entries: BTreeMap<String, Entry>,
     consumed: RefCell<BTreeSet<String>>,
-    /// The precision linear layers are packed in as they load (see [`TensorStore::set_precision`]).
-    precision: Cell<Precision>,
+    /// The precision linear layers pack their weights in as they load.
+    precision: Precision,
 }
 
 impl std::fmt::Debug for TensorStore {
@@ -69,123 +84,98 @@ pub(crate) fn candle_reason(err: &candle_core::Error) -> String {
     one_line(&text)
 }
 
-/// Joins the lines of a message so every error prints as one line.
-pub(crate) fn one_line(text: &str) -> String {
-    text.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 impl TensorStore {
-    /// Memory-maps one or more `.safetensors` files (shards of one checkpoint). Errors name `paths[0]`.
-    pub fn open_safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
-        let Some(first) = paths.first() else {
-            return Err(ClipError::Checkpoint {
-                path: PathBuf::new(),
-                reason: "no safetensors file given".into(),
-            });
-        };
-        for p in paths {
-            check_readable(p)?;
-        }
-        // SAFETY: the map is read-only; like every mmap-based loader (candle, safetensors, transformers) we rely on
-        // the file not being truncated or rewritten by another process while the model loads. The data is copied
-        // out of the map before the store is dropped, so the model never aliases the file.
-        let st = unsafe { MmapedSafetensors::multi(paths) }.map_err(|e| ClipError::Checkpoint {
-            path: first.clone(),
-            reason: candle_reason(&e),
-        })?;
-        let mut entries = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let dtype = DType::try_from(view.dtype()).ok();
-            entries.insert(
-                name.clone(),
-                Entry {
-                    source_name: name,
-                    shape: view.shape().to_vec(),
-                    dtype,
-                    dtype_name: format!("{:?}", view.dtype()),
-                },
-            );
-        }
-        Ok(Self::new(
-            first.clone(),
-            device,
-            Source::Safetensors(st),
-            entries,
-        ))
-    }
-
-    /// Wraps tensors that are already in memory (e.g. converted from another format). `path` labels errors.
+    /// Wraps tensors that are already in memory (e.g. read from a PyTorch archive). `path` labels errors.
     pub fn from_tensors(
         path: impl Into<PathBuf>,
         tensors: HashMap<String, Tensor>,
-        device: &Device,
+        precision: Precision,
     ) -> Self {
         let entries = tensors
             .iter()
-            .map(|(name, t)| {
-                let entry = Entry {
-                    source_name: name.clone(),
-                    shape: t.dims().to_vec(),
-                    dtype: Some(t.dtype()),
-                    dtype_name: format!("{:?}", t.dtype()),
-                };
-                (name.clone(), entry)
-            })
+            .map(|(name, t)| (name.clone(), Entry::whole(name, t.dims(), Some(t.dtype()))))
             .collect();
-        Self::new(path.into(), device, Source::Memory(tensors), entries)
+        Self::new(path.into(), Source::Memory(tensors), entries, precision)
+    }
+
+    /// A store over memory-mapped safetensors; `tensors` lists each stored tensor's name, shape and dtype.
+    pub(crate) fn from_safetensors(
+        path: PathBuf,
+        st: MmapedSafetensors,
+        precision: Precision,
+    ) -> Self {
+        let mut entries = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let dtype = DType::try_from(view.dtype()).ok();
+            let mut entry = Entry::whole(&name, view.shape(), dtype);
+            entry.dtype_name = format!("{:?}", view.dtype());
+            entries.insert(name, entry);
+        }
+        Self::new(path, Source::Safetensors(st), entries, precision)
     }
 
     fn new(
         path: PathBuf,
-        device: &Device,
         source: Source,
         entries: BTreeMap<String, Entry>,
+        precision: Precision,
     ) -> Self {
         Self {
             path,
-            device: device.clone(),
+            device: Device::Cpu,
             source,
             entries,
             consumed: RefCell::new(BTreeSet::new()),
-            precision: Cell::new(Precision::F32),
+            precision,
         }
     }
 
-    /// Makes the model's linear layers pack their weights for `precision` straight from the checkpoint
-    /// (instead of an f32 copy converted afterwards). Layers that a model keeps in f32 are unaffected.
-    pub fn set_precision(&self, precision: Precision) {
-        self.precision.set(precision);
-    }
-
-    /// Renames tensors: `f` maps a stored name to the name the model asks for (`None` keeps it). This is where a
-    /// format's rename table plugs in. Two names mapping to one is an error.
-    pub fn rename(mut self, f: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let mut renamed = BTreeMap::new();
+    /// Maps the stored names onto the model's: `f` returns, for a stored name and shape, the names it becomes, each
+    /// with the [`View`] that reads it (`None` keeps the name as it is; an empty list drops the tensor). This is
+    /// where a format's key map plugs in. Two names mapping to one, or a view that does not fit the stored
+    /// shape, is an error.
+    pub fn remap(
+        mut self,
+        f: impl Fn(&str, &[usize]) -> Option<Vec<(String, View)>>,
+    ) -> Result<Self> {
+        let mut mapped = BTreeMap::new();
         for (name, entry) in std::mem::take(&mut self.entries) {
-            let new_name = f(&name).unwrap_or(name);
-            if renamed.contains_key(&new_name) {
-                return Err(ClipError::Checkpoint {
+            let targets =
+                f(&name, &entry.shape).unwrap_or_else(|| vec![(name.clone(), View::Whole)]);
+            for (new_name, view) in targets {
+                let shape = view_shape(&entry.shape, view).ok_or_else(|| ClipError::Checkpoint {
                     path: self.path.clone(),
-                    reason: format!("two tensors are both named {new_name} after renaming"),
-                });
+                    reason: format!(
+                        "tensor {name} has shape {:?}, which cannot be read as {new_name} ({view:?})",
+                        entry.shape
+                    ),
+                })?;
+                if mapped.contains_key(&new_name) {
+                    return Err(ClipError::Checkpoint {
+                        path: self.path.clone(),
+                        reason: format!("two tensors are both named {new_name} after renaming"),
+                    });
+                }
+                let new_entry = Entry {
+                    shape,
+                    view,
+                    ..entry.clone()
+                };
+                mapped.insert(new_name, new_entry);
             }
-            renamed.insert(new_name, entry);
         }
-        self.entries = renamed;
+        self.entries = mapped;
         Ok(self)
+    }
+
+    /// The precision linear layers loaded from this store pack their weights in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The file this store reads (the first shard for sharded checkpoints).
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
     }
 
     /// All tensor names, sorted.
@@ -207,7 +197,16 @@ impl TensorStore {
         Weights {
             store: self,
             prefix: String::new(),
-            precision: self.precision.get(),
+        }
+    }
+
+    /// A view under `prefix` (trailing dot optional, empty for the root).
+    pub fn scoped(&self, prefix: &str) -> Weights<'_> {
+        let p = prefix.trim_end_matches('.');
+        if p.is_empty() {
+            self.root()
+        } else {
+            self.root().pp(p)
         }
     }
 
@@ -223,15 +222,21 @@ impl TensorStore {
         if let (Some(entry), Source::Safetensors(st)) = (self.entries.get(name), &self.source) {
             if entry.shape == expected
                 && entry.dtype == Some(DType::F32)
+                && entry.view != View::Transposed
                 && cfg!(target_endian = "little")
             {
                 if let Ok(view) = st.get(&entry.source_name) {
                     // SAFETY: any 4 bytes are a valid f32; `align_to` only yields the aligned middle.
                     let (head, values, tail) = unsafe { view.data().align_to::<f32>() };
                     let count: usize = expected.iter().product();
-                    if head.is_empty() && tail.is_empty() && values.len() == count {
+                    // Rows of a row-major matrix are one contiguous range of its values.
+                    let first = match entry.view {
+                        View::Rows { start, .. } => start * count / entry.shape[0].max(1),
+                        _ => 0,
+                    };
+                    if head.is_empty() && tail.is_empty() && values.len() >= first + count {
                         self.consumed.borrow_mut().insert(name.to_string());
-                        return Ok(f(values));
+                        return Ok(f(&values[first..first + count]));
                     }
                 }
             }
@@ -253,14 +258,15 @@ impl TensorStore {
         if entry.shape != expected {
             return Err(ClipError::ShapeMismatch {
                 path: self.path.clone(),
-                name: name.to_string(),
+                name: entry.stored_name(name),
                 expected: expected.to_vec(),
                 found: entry.shape.clone(),
             });
         }
+        let shown = entry.stored_name(name);
         let bad = |reason: String| ClipError::Checkpoint {
             path: self.path.clone(),
-            reason: format!("tensor {name}: {reason}"),
+            reason: format!("tensor {shown}: {reason}"),
         };
         match entry.dtype {
             Some(DType::F16 | DType::BF16 | DType::F32 | DType::F64) => {}
@@ -280,6 +286,11 @@ impl TensorStore {
                 .get(&entry.source_name)
                 .cloned()
                 .ok_or_else(|| bad("listed in the index but not present".into()))?,
+        };
+        let tensor = match entry.view {
+            View::Whole => tensor,
+            View::Rows { start, len } => tensor.narrow(0, start, len)?,
+            View::Transposed => tensor.t()?.contiguous()?,
         };
         if tensor.dims() != expected {
             return Err(bad(format!(
@@ -302,14 +313,16 @@ impl TensorStore {
         }
     }
 
-    /// Names not taken or skipped so far, sorted.
+    /// Tensors not taken or skipped so far, by their names in the file, sorted.
     pub fn unconsumed(&self) -> Vec<String> {
         let consumed = self.consumed.borrow();
-        self.entries
-            .keys()
-            .filter(|n| !consumed.contains(*n))
-            .cloned()
-            .collect()
+        let stored: BTreeSet<&str> = self
+            .entries
+            .iter()
+            .filter(|(n, _)| !consumed.contains(*n))
+            .map(|(_, e)| e.source_name.as_str())
+            .collect();
+        stored.into_iter().map(str::to_string).collect()
     }
 
     /// Fails with [`ClipError::UnexpectedTensors`] if any tensor was neither taken nor skipped.
@@ -334,9 +347,47 @@ impl TensorStore {
     }
 }
 
+impl Entry {
+    /// How messages name the tensor: as the file names it, with the part read when it is a view.
+    fn stored_name(&self, public: &str) -> String {
+        match self.view {
+            View::Whole if self.source_name == public => public.to_string(),
+            View::Whole => self.source_name.clone(),
+            View::Rows { start, len } => {
+                format!("{} (rows {start}..{})", self.source_name, start + len)
+            }
+            View::Transposed => format!("{} (transposed)", self.source_name),
+        }
+    }
+
+    fn whole(name: &str, shape: &[usize], dtype: Option<DType>) -> Self {
+        Entry {
+            source_name: name.to_string(),
+            shape: shape.to_vec(),
+            view: View::Whole,
+            dtype,
+            dtype_name: dtype.map_or_else(|| "unknown".into(), |d| format!("{d:?}")),
+        }
+    }
+}
+
+/// The shape `view` gives a stored tensor of `shape`, when it fits.
+fn view_shape(shape: &[usize], view: View) -> Option<Vec<usize>> {
+    match (view, shape) {
+        (View::Whole, _) => Some(shape.to_vec()),
+        (View::Rows { start, len }, [rows, rest @ ..]) if start.checked_add(len)? <= *rows => {
+            let mut out = vec![len];
+            out.extend_from_slice(rest);
+            Some(out)
+        }
+        (View::Transposed, [a, b]) => Some(vec![*b, *a]),
+        _ => None,
+    }
+}
+
 /// Fails early for a missing, unreadable or non-regular file (a FIFO would block the map) and with
 /// `Checkpoint` for an empty one; returns the length.
-fn check_readable(path: &Path) -> Result<u64> {
+pub(crate) fn check_readable(path: &Path) -> Result<u64> {
     let (_, len) = clip_io::open_input(path, clip_io::Input::Checkpoint)?;
     if len == 0 {
         return Err(ClipError::Checkpoint {
@@ -350,10 +401,9 @@ fn check_readable(path: &Path) -> Result<u64> {
 /// A view of a [`TensorStore`] under a key prefix, like candle's `VarBuilder`: `w.pp("encoder").pp(3)` reads
 /// `encoder.3.*`. Each model struct's `load` takes one and names its own tensors relative to it.
 #[derive(Clone)]
-pub struct Weights<'a> {
+pub(crate) struct Weights<'a> {
     store: &'a TensorStore,
     prefix: String,
-    precision: Precision,
 }
 
 impl<'a> Weights<'a> {
@@ -362,13 +412,12 @@ impl<'a> Weights<'a> {
         Weights {
             store: self.store,
             prefix: self.key(name),
-            precision: self.precision,
         }
     }
 
     /// The precision linear layers under this view pack their weights in.
     pub fn precision(&self) -> Precision {
-        self.precision
+        self.store.precision()
     }
 
     /// The full tensor name for `name` under this prefix.
@@ -406,6 +455,40 @@ impl<'a> Weights<'a> {
     pub fn device(&self) -> &'a Device {
         &self.store.device
     }
+
+    /// The stored shape of `name`, or a "missing tensor" error naming it.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let key = self.key(name);
+        self.store
+            .shape(&key)
+            .map(<[usize]>::to_vec)
+            .ok_or_else(|| ClipError::MissingTensor {
+                path: self.store.path().to_path_buf(),
+                name: key,
+            })
+    }
+
+    /// Number of blocks `{prefix}.{group}.N.*`: the largest `N` plus one, requiring every index below it to be
+    /// present (the references count distinct indices; a gap would make that count name the wrong blocks).
+    pub fn count_blocks(&self, group: &str) -> Result<usize> {
+        let head = format!("{}.", self.key(group));
+        let mut seen = BTreeSet::new();
+        for name in self.store.names() {
+            if let Some(rest) = name.strip_prefix(&head) {
+                if let Some(Ok(i)) = rest.split('.').next().map(str::parse::<usize>) {
+                    seen.insert(i);
+                }
+            }
+        }
+        let n = seen.len();
+        if seen.iter().next_back().is_some_and(|&last| last + 1 != n) {
+            return Err(ClipError::Checkpoint {
+                path: self.store.path().to_path_buf(),
+                reason: format!("blocks under {head}* are not numbered 0..{n}"),
+            });
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -427,7 +510,7 @@ mod tests {
             "ids".to_string(),
             Tensor::zeros(3, DType::I64, &dev).unwrap(),
         );
-        TensorStore::from_tensors("mem", map, &dev)
+        TensorStore::from_tensors("mem", map, Precision::F32)
     }
 
     #[test]
@@ -464,17 +547,29 @@ mod tests {
     }
 
     #[test]
-    fn rename_maps_names() {
+    fn remap_renames_splits_and_transposes() {
         let s = store()
-            .rename(|n| n.strip_prefix("a.").map(|r| format!("x.{r}")))
+            .remap(|n, _| match n {
+                "a.w" => Some(vec![
+                    ("x.first".into(), View::Rows { start: 0, len: 1 }),
+                    ("x.second".into(), View::Rows { start: 1, len: 1 }),
+                    ("x.t".into(), View::Transposed),
+                ]),
+                "ids" => Some(Vec::new()),
+                _ => None,
+            })
             .unwrap();
-        assert!(s.contains("x.w") && !s.contains("a.w"));
-        assert_eq!(s.root().take("x.w", &[2, 3]).unwrap().dims(), &[2, 3]);
-        assert!(store().rename(|_| Some("same".into())).is_err());
-    }
-
-    #[test]
-    fn one_line_messages() {
-        assert_eq!(one_line("a\n  b\n\nc"), "a; b; c");
+        assert!(s.contains("x.first") && !s.contains("a.w") && !s.contains("ids"));
+        assert_eq!(s.root().take("x.second", &[1, 3]).unwrap().dims(), &[1, 3]);
+        assert_eq!(s.root().take("x.t", &[3, 2]).unwrap().dims(), &[3, 2]);
+        assert!(store()
+            .remap(|_, _| Some(vec![("same".into(), View::Whole)]))
+            .is_err());
+        let err = store()
+            .remap(|n, _| (n == "a.b").then(|| vec![("b".into(), View::Rows { start: 2, len: 2 })]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("cannot be read as b"), "{err}");
     }
 }

@@ -1,25 +1,26 @@
 //! Hugging Face `CLIPModel` directories: `config.json` read the way transformers 5.23's `CLIPConfig` reads it
 //! (defaults for missing fields, legacy `*_config_dict` overrides), weights from `model.safetensors` (also
-//! sharded) or `pytorch_model.bin`, loaded strictly, and `preprocessor_config.json` as `CLIPImageProcessor`
-//! reads its sizes, mean and std.
+//! sharded) or `pytorch_model.bin` in the model's own layout, and `preprocessor_config.json` as
+//! `CLIPImageProcessor` reads its sizes, mean and std.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use clip_preprocess::{PreprocessConfig, OPENAI_MEAN, OPENAI_STD};
 use serde_json::{Map, Value};
 
-use crate::checkpoint::store::TensorStore;
 use crate::error::{ClipError, Result};
-use crate::model::config::{Activation, ClipConfig, TextConfig, VisionConfig};
-use crate::model::ClipModel;
-use crate::model::Precision;
+use crate::json::{as_usize, read_json, Fields, Nulls};
+use crate::kernels::Precision;
+use crate::model::{
+    Activation, ClipConfig, ClipModel, TextConfig, TextPooling, VisionConfig, VisionTowerConfig,
+};
+use crate::weights::{pytorch, safetensors, TensorStore};
 
-pub const CONFIG_FILE: &str = "config.json";
-pub const SAFETENSORS_FILE: &str = "model.safetensors";
-pub const SAFETENSORS_INDEX_FILE: &str = "model.safetensors.index.json";
-pub const PYTORCH_FILE: &str = "pytorch_model.bin";
-pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
+pub(crate) const CONFIG_FILE: &str = "config.json";
+pub(crate) const SAFETENSORS_FILE: &str = "model.safetensors";
+pub(crate) const SAFETENSORS_INDEX_FILE: &str = "model.safetensors.index.json";
+pub(crate) const PYTORCH_FILE: &str = "pytorch_model.bin";
+pub(crate) const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 
 /// Buffers that published checkpoints carry but the model recomputes (`torch.arange`); skipped by name.
 const HARMLESS_BUFFERS: [&str; 2] = [
@@ -27,202 +28,162 @@ const HARMLESS_BUFFERS: [&str; 2] = [
     "vision_model.embeddings.position_ids",
 ];
 
-type Fields = Map<String, Value>;
-
-use crate::json::read_json;
+/// The `eos_token_id` of configs written before transformers PR #24773, which selects its legacy pooling rule
+/// (the first maximum id).
+const LEGACY_EOS_TOKEN_ID: usize = 2;
 
 /// Reads a `CLIPConfig` JSON (`config.json` of a `CLIPModel`). Fields it does not give take transformers' defaults.
-pub fn read_hf_config(config_json: &Path) -> Result<ClipConfig> {
+pub(crate) fn read_config(config_json: &Path) -> Result<ClipConfig> {
     let value = read_json(config_json)?;
-    parse_hf_config(&value).map_err(|reason| ClipError::Config {
+    parse_config(&value).map_err(|reason| ClipError::Config {
         path: config_json.to_path_buf(),
         reason,
     })
 }
 
-/// [`read_hf_config`] on parsed JSON; `Err` is a message naming the field.
-pub fn parse_hf_config(value: &Value) -> std::result::Result<ClipConfig, String> {
-    let top = value
-        .as_object()
-        .ok_or("the top level is not a JSON object")?;
-    if let Some(model_type) = top.get("model_type").and_then(Value::as_str) {
+/// [`read_config`] on parsed JSON; `Err` is a message naming the field.
+pub(crate) fn parse_config(value: &Value) -> std::result::Result<ClipConfig, String> {
+    let top = Fields::new("config", value, Nulls::Error)?;
+    if let Some(model_type) = top.get("model_type")?.and_then(Value::as_str) {
         if model_type != "clip" {
             return Err(format!(
                 "model_type is {model_type:?}, expected \"clip\" (a CLIPModel config)"
             ));
         }
     }
-    let text = sub_config(top, "text_config")?;
-    let vision = sub_config(top, "vision_config")?;
-    let t = Section {
-        name: "text_config",
-        fields: &text,
-    };
-    let v = Section {
-        name: "vision_config",
-        fields: &vision,
-    };
-    let num_channels = v.usize("num_channels", 3)?;
+    let text = sub_config(value, "text_config")?;
+    let vision = sub_config(value, "vision_config")?;
+    let v = Fields::new("vision_config", &vision, Nulls::Error)?;
+    let num_channels = v.usize("num_channels", Some(3))?;
     if num_channels != 3 {
         return Err(format!(
             "vision_config.num_channels is {num_channels}; only RGB (3) is supported"
         ));
     }
     let config = ClipConfig {
-        vision: VisionConfig {
+        vision: VisionTowerConfig::Vit(VisionConfig {
             image_size: v.square("image_size", 224)?,
             patch_size: v.square("patch_size", 32)?,
-            width: v.usize("hidden_size", 768)?,
-            layers: v.usize("num_hidden_layers", 12)?,
-            heads: v.usize("num_attention_heads", 12)?,
-            intermediate_size: v.usize("intermediate_size", 3072)?,
-            activation: v.activation("hidden_act")?,
+            width: v.usize("hidden_size", Some(768))?,
+            layers: v.usize("num_hidden_layers", Some(12))?,
+            heads: v.usize("num_attention_heads", Some(12))?,
+            intermediate_size: v.usize("intermediate_size", Some(3072))?,
+            activation: activation(&v)?,
             layer_norm_eps: v.f64("layer_norm_eps", 1e-5)?,
-        },
-        text: TextConfig {
-            vocab_size: t.usize("vocab_size", 49408)?,
-            context_length: t.usize("max_position_embeddings", 77)?,
-            width: t.usize("hidden_size", 512)?,
-            layers: t.usize("num_hidden_layers", 12)?,
-            heads: t.usize("num_attention_heads", 8)?,
-            intermediate_size: t.usize("intermediate_size", 2048)?,
-            activation: t.activation("hidden_act")?,
-            layer_norm_eps: t.f64("layer_norm_eps", 1e-5)?,
-            eos_token_id: t.eos_token_id()?,
-        },
-        projection_dim: Section {
-            name: "config",
-            fields: top,
-        }
-        .usize("projection_dim", 512)?,
-        logit_scale_init: Section {
-            name: "config",
-            fields: top,
-        }
-        .f64("logit_scale_init_value", 2.6592)? as f32,
+        }),
+        text: parse_text(&Fields::new("text_config", &text, Nulls::Error)?)?,
+        projection_dim: top.usize("projection_dim", Some(512))?,
+        logit_scale_init: top.f64("logit_scale_init_value", 2.6592)? as f32,
     };
     config.validate()?;
     Ok(config)
 }
 
+/// A `CLIPTextConfig` (the `text_config` of a `CLIPConfig`, or a standalone text encoder's `config.json`).
+fn parse_text(t: &Fields) -> std::result::Result<TextConfig, String> {
+    Ok(TextConfig {
+        vocab_size: t.usize("vocab_size", Some(49408))?,
+        context_length: t.usize("max_position_embeddings", Some(77))?,
+        width: t.usize("hidden_size", Some(512))?,
+        layers: t.usize("num_hidden_layers", Some(12))?,
+        heads: t.usize("num_attention_heads", Some(8))?,
+        intermediate_size: t.usize("intermediate_size", Some(2048))?,
+        activation: activation(t)?,
+        layer_norm_eps: t.f64("layer_norm_eps", 1e-5)?,
+        pooling: pooling(t)?,
+    })
+}
+
 /// The fields of one tower's config. transformers builds the sub-config from `<name>_dict` alone when that is
 /// given (published configs such as openai/clip-vit-large-patch14 carry it): defaults fill what it lacks and
-/// `<name>` is overridden entirely.
-fn sub_config(top: &Fields, name: &str) -> std::result::Result<Fields, String> {
+/// `<name>` is overridden entirely. A null sub-config is built from defaults, as transformers does.
+fn sub_config(top: &Value, name: &str) -> std::result::Result<Value, String> {
     for key in [format!("{name}_dict"), name.to_string()] {
         match top.get(&key) {
             None | Some(Value::Null) => continue,
-            Some(Value::Object(map)) => return Ok(map.clone()),
+            Some(Value::Object(map)) => return Ok(Value::Object(map.clone())),
             Some(_) => return Err(format!("{key} is not a JSON object")),
         }
     }
-    Ok(Fields::new())
+    Ok(Value::Object(Map::new()))
 }
 
-struct Section<'a> {
-    name: &'a str,
-    fields: &'a Fields,
-}
-
-impl Section<'_> {
-    /// The value of `key`, `None` when absent (then transformers' default applies). An explicit `null` is an
-    /// error: transformers passes `None` on and fails when it builds the model (`ACT2FN[None]`, `None * 4`).
-    fn get(&self, key: &str) -> std::result::Result<Option<&Value>, String> {
-        match self.fields.get(key) {
-            Some(Value::Null) => Err(format!(
-                "{}.{key} is null; give a value or leave the key out for the default",
-                self.name
-            )),
-            other => Ok(other),
-        }
-    }
-
-    fn bad(&self, key: &str, what: &str, value: &Value) -> String {
-        format!("{}.{key} is {value}, expected {what}", self.name)
-    }
-
-    fn usize(&self, key: &str, default: usize) -> std::result::Result<usize, String> {
-        match self.get(key)? {
-            None => Ok(default),
-            Some(v) => as_usize(v).ok_or_else(|| self.bad(key, "a non-negative integer", v)),
-        }
-    }
-
-    fn f64(&self, key: &str, default: f64) -> std::result::Result<f64, String> {
-        match self.get(key)? {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| self.bad(key, "a number", v)),
-        }
-    }
-
-    /// An image or patch size: an integer, or `[height, width]` with equal sides.
-    fn square(&self, key: &str, default: usize) -> std::result::Result<usize, String> {
-        let Some(v) = self.get(key)? else {
-            return Ok(default);
-        };
-        if let Some(n) = as_usize(v) {
-            return Ok(n);
-        }
-        match v
-            .as_array()
-            .map(|a| a.iter().map(as_usize).collect::<Option<Vec<_>>>())
-        {
-            Some(Some(sides)) if sides.len() == 2 && sides[0] == sides[1] => Ok(sides[0]),
-            _ => Err(self.bad(key, "an integer or [n, n] (square inputs only)", v)),
-        }
-    }
-
-    /// `hidden_act`; absent means transformers' documented default for CLIP towers, `quick_gelu`.
-    fn activation(&self, key: &str) -> std::result::Result<Activation, String> {
-        match self.get(key)? {
-            None => Ok(Activation::QuickGelu),
-            Some(v) => v
-                .as_str()
-                .and_then(Activation::from_hf_name)
-                .ok_or_else(|| {
-                    self.bad(
-                        key,
-                        "one of quick_gelu, gelu, gelu_new, gelu_pytorch_tanh",
-                        v,
-                    )
-                }),
-        }
-    }
-
-    fn eos_token_id(&self) -> std::result::Result<u32, String> {
-        const KEY: &str = "eos_token_id";
-        let Some(v) = self.get(KEY)? else {
-            return Ok(49407);
-        };
-        let single = match v {
-            Value::Array(items) if items.len() == 1 => &items[0],
-            other => other,
-        };
-        as_usize(single)
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| self.bad(KEY, "one token id", v))
+/// `hidden_act`; absent means transformers' documented default for CLIP towers, `quick_gelu`.
+fn activation(f: &Fields) -> std::result::Result<Activation, String> {
+    const KEY: &str = "hidden_act";
+    match f.get(KEY)? {
+        None => Ok(Activation::QuickGelu),
+        Some(v) => v
+            .as_str()
+            .and_then(Activation::from_hf_name)
+            .ok_or_else(|| {
+                f.bad(
+                    KEY,
+                    "one of quick_gelu, gelu, gelu_new, gelu_pytorch_tanh",
+                    v,
+                )
+            }),
     }
 }
 
-fn as_usize(v: &Value) -> Option<usize> {
-    v.as_u64().and_then(|n| usize::try_from(n).ok())
+/// `eos_token_id` (default 49407): the legacy value 2 pools at the argmax id, as transformers does.
+fn pooling(f: &Fields) -> std::result::Result<TextPooling, String> {
+    const KEY: &str = "eos_token_id";
+    let Some(v) = f.get(KEY)? else {
+        return Ok(TextPooling::FirstEos(49407));
+    };
+    let single = match v {
+        Value::Array(items) if items.len() == 1 => &items[0],
+        other => other,
+    };
+    match as_usize(single) {
+        Some(LEGACY_EOS_TOKEN_ID) => Ok(TextPooling::Argmax),
+        Some(n) => u32::try_from(n)
+            .map(TextPooling::FirstEos)
+            .map_err(|_| f.bad(KEY, "one token id", v)),
+        None => Err(f.bad(KEY, "one token id", v)),
+    }
+}
+
+/// A transformers `CLIPTextConfig` JSON (a diffusers `text_encoder/config.json`): the text architecture and
+/// `projection_dim` (default 512), read by the same rules (and defaults) as the text part of a `CLIPConfig`.
+pub(crate) fn read_text_config(path: &Path) -> Result<(TextConfig, usize)> {
+    let value = read_json(path)?;
+    let parse = || -> std::result::Result<(TextConfig, usize), String> {
+        let t = Fields::new("config", &value, Nulls::Error)?;
+        Ok((parse_text(&t)?, t.usize("projection_dim", Some(512))?))
+    };
+    parse().map_err(|reason| ClipError::Config {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Opens a directory's weights: `model.safetensors`, else the shards listed by `model.safetensors.index.json`,
 /// else `pytorch_model.bin`.
-pub fn open_weights(dir: &Path, device: &Device) -> Result<TensorStore> {
+pub(crate) fn open_weights(dir: &Path, precision: Precision) -> Result<TensorStore> {
+    let files = weight_files(dir)?;
+    match files.as_slice() {
+        [pickle] if pickle.file_name().is_some_and(|n| n == PYTORCH_FILE) => {
+            Ok(pytorch::open(pickle, precision)?.1)
+        }
+        shards => safetensors::open(shards, precision),
+    }
+}
+
+/// The weight files of a directory, as [`open_weights`] reads them (the shards of an index, without the index).
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join(SAFETENSORS_FILE);
     if single.is_file() {
-        return TensorStore::open_safetensors(&[single], device);
+        return Ok(vec![single]);
     }
     let index = dir.join(SAFETENSORS_INDEX_FILE);
     if index.is_file() {
-        let shards = shard_files(&index)?;
-        return TensorStore::open_safetensors(&shards, device);
+        return safetensors::shard_files(&index);
     }
     let pickle = dir.join(PYTORCH_FILE);
     if pickle.is_file() {
-        return Ok(crate::checkpoint::torchscript::open_archive(&pickle, device)?.1);
+        return Ok(vec![pickle]);
     }
     Err(ClipError::Checkpoint {
         path: dir.to_path_buf(),
@@ -232,39 +193,24 @@ pub fn open_weights(dir: &Path, device: &Device) -> Result<TensorStore> {
     })
 }
 
-/// The shard files named by a safetensors index's `weight_map`, each once, in a stable order.
-fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
-    let value = read_json(index).map_err(|e| match e {
-        ClipError::Config { path, reason } => ClipError::Checkpoint { path, reason },
-        other => other,
-    })?;
-    let bad = |reason: &str| ClipError::Checkpoint {
-        path: index.to_path_buf(),
-        reason: reason.to_string(),
-    };
-    let map = value
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("no weight_map object"))?;
-    let mut files = std::collections::BTreeSet::new();
-    for file in map.values() {
-        let file = file
-            .as_str()
-            .ok_or_else(|| bad("weight_map values must be file names"))?;
-        // Shards live beside the index; refuse paths that would leave the directory.
-        if file.contains('/') || file.contains('\\') || file == ".." {
-            return Err(bad(&format!(
-                "shard name {file:?} is not a plain file name"
-            )));
-        }
-        files.insert(file.to_string());
+/// The files that determine a Hugging Face model's outputs, in a fixed order: `config.json`, the weights and
+/// (when sharded) the index.
+pub(crate) fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let config = dir.join(CONFIG_FILE);
+    if config.is_file() {
+        files.push(config);
     }
-    let dir = index.parent().unwrap_or(Path::new("."));
-    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+    files.extend(weight_files(dir)?);
+    let index = dir.join(SAFETENSORS_INDEX_FILE);
+    if !dir.join(SAFETENSORS_FILE).is_file() && index.is_file() {
+        files.push(index);
+    }
+    Ok(files)
 }
 
 /// Builds a [`ClipModel`] from a store holding a `CLIPModel` state dict, then rejects leftover tensors.
-pub fn model_from_store(store: &TensorStore, config: ClipConfig) -> Result<ClipModel> {
+pub(crate) fn model_from_store(store: &TensorStore, config: ClipConfig) -> Result<ClipModel> {
     let model = ClipModel::load(&store.root(), config)?;
     for name in HARMLESS_BUFFERS {
         store.skip(name);
@@ -275,16 +221,15 @@ pub fn model_from_store(store: &TensorStore, config: ClipConfig) -> Result<ClipM
 
 /// Loads a Hugging Face `CLIPModel` directory (`config.json` + `model.safetensors` or `pytorch_model.bin`),
 /// its linear layers packed for `precision`.
-pub fn load_hf_model(dir: &Path, device: &Device, precision: Precision) -> Result<ClipModel> {
-    let config = read_hf_config(&dir.join(CONFIG_FILE))?;
-    let store = open_weights(dir, device)?;
-    store.set_precision(precision);
+pub(crate) fn load(dir: &Path, precision: Precision) -> Result<ClipModel> {
+    let config = read_config(&dir.join(CONFIG_FILE))?;
+    let store = open_weights(dir, precision)?;
     model_from_store(&store, config)
 }
 
 /// Reads `preprocessor_config.json` (`CLIPImageProcessor` or the older `CLIPFeatureExtractor` format) into the
 /// preprocessing parameters; `None` when the directory has no such file.
-pub fn read_preprocessor_config(dir: &Path) -> Result<Option<PreprocessConfig>> {
+pub(crate) fn read_preprocessor_config(dir: &Path) -> Result<Option<PreprocessConfig>> {
     let path = dir.join(PREPROCESSOR_FILE);
     if !path.is_file() {
         return Ok(None);
@@ -299,7 +244,7 @@ pub fn read_preprocessor_config(dir: &Path) -> Result<Option<PreprocessConfig>> 
 
 /// What a `preprocessor_config.json` says about resizing and normalisation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PreprocessorParams {
+pub(crate) struct PreprocessorParams {
     /// The shorter side is resized to this (`size.shortest_edge`, or an integer `size`).
     pub resize: u32,
     /// Side of the centre crop (`crop_size`).
@@ -321,14 +266,13 @@ impl PreprocessorParams {
 
 /// Parses `preprocessor_config.json`; `Err` is a message naming the field. Missing fields take
 /// `CLIPImageProcessor`'s defaults (224, OpenAI mean and std).
-pub fn parse_preprocessor_config(value: &Value) -> std::result::Result<PreprocessorParams, String> {
+pub(crate) fn parse_preprocessor_config(
+    value: &Value,
+) -> std::result::Result<PreprocessorParams, String> {
     let top = value
         .as_object()
         .ok_or("the top level is not a JSON object")?;
-    let s = Section {
-        name: "preprocessor_config",
-        fields: top,
-    };
+    let s = Fields::new("preprocessor_config", value, Nulls::Absent)?;
     let side = |key: &str, v: &Value| -> std::result::Result<u32, String> {
         let n = match v {
             Value::Object(m) => match (m.get("shortest_edge"), m.get("height"), m.get("width")) {
@@ -412,20 +356,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn vit(c: &ClipConfig) -> &VisionConfig {
+        match &c.vision {
+            VisionTowerConfig::Vit(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_are_transformers_defaults() {
-        let c = parse_hf_config(&json!({})).unwrap();
+        let config = parse_config(&json!({})).unwrap();
+        let c = &config;
+        let v = vit(c);
         assert_eq!(
-            (
-                c.vision.image_size,
-                c.vision.patch_size,
-                c.vision.width,
-                c.vision.layers,
-                c.vision.heads
-            ),
+            (v.image_size, v.patch_size, v.width, v.layers, v.heads),
             (224, 32, 768, 12, 12)
         );
-        assert_eq!(c.vision.intermediate_size, 3072);
+        assert_eq!(v.intermediate_size, 3072);
         assert_eq!(
             (
                 c.text.vocab_size,
@@ -436,17 +383,14 @@ mod tests {
             (49408, 77, 512, 12)
         );
         assert_eq!(
-            (c.text.heads, c.text.intermediate_size, c.text.eos_token_id),
-            (8, 2048, 49407)
+            (c.text.heads, c.text.intermediate_size, c.text.pooling),
+            (8, 2048, TextPooling::FirstEos(49407))
         );
         assert_eq!(
-            (c.vision.activation, c.text.activation),
+            (v.activation, c.text.activation),
             (Activation::QuickGelu, Activation::QuickGelu)
         );
-        assert_eq!(
-            (c.vision.layer_norm_eps, c.text.layer_norm_eps),
-            (1e-5, 1e-5)
-        );
+        assert_eq!((v.layer_norm_eps, c.text.layer_norm_eps), (1e-5, 1e-5));
         assert_eq!(c.projection_dim, 512);
         assert!((c.logit_scale_init - 2.6592).abs() < 1e-6);
     }
@@ -454,7 +398,7 @@ mod tests {
     #[test]
     fn dict_overrides_whole_sub_config() {
         // transformers rebuilds text_config from text_config_dict plus defaults (checked with 5.23).
-        let c = parse_hf_config(&json!({
+        let c = parse_config(&json!({
             "text_config": {"eos_token_id": 2, "hidden_size": 512, "hidden_act": "gelu"},
             "text_config_dict": {"hidden_size": 768},
             "vision_config": {"image_size": [336, 336], "patch_size": 14, "hidden_act": "gelu_new"},
@@ -462,30 +406,31 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            (c.text.width, c.text.eos_token_id, c.text.activation),
-            (768, 49407, Activation::QuickGelu)
+            (c.text.width, c.text.pooling, c.text.activation),
+            (768, TextPooling::FirstEos(49407), Activation::QuickGelu)
         );
-        assert_eq!((c.vision.image_size, c.vision.patch_size), (336, 14));
-        assert_eq!(c.vision.activation, Activation::GeluTanh);
+        assert_eq!((vit(&c).image_size, vit(&c).patch_size), (336, 14));
+        assert_eq!(vit(&c).activation, Activation::GeluTanh);
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let err = parse_hf_config(&json!({"text_config": {"hidden_act": "relu"}})).unwrap_err();
+        let err = parse_config(&json!({"text_config": {"hidden_act": "relu"}})).unwrap_err();
         assert!(err.contains("text_config.hidden_act"), "{err}");
-        let err = parse_hf_config(&json!({"vision_config": {"hidden_size": "big"}})).unwrap_err();
+        let err = parse_config(&json!({"vision_config": {"hidden_size": "big"}})).unwrap_err();
         assert!(err.contains("vision_config.hidden_size"), "{err}");
-        let err = parse_hf_config(
-            &json!({"vision_config": {"hidden_size": 100, "num_attention_heads": 3}}),
-        )
-        .unwrap_err();
+        let err =
+            parse_config(&json!({"vision_config": {"hidden_size": 100, "num_attention_heads": 3}}))
+                .unwrap_err();
         assert!(err.contains("multiple"), "{err}");
-        let err = parse_hf_config(&json!({"model_type": "siglip"})).unwrap_err();
+        let err = parse_config(&json!({"model_type": "siglip"})).unwrap_err();
         assert!(err.contains("siglip"), "{err}");
-        assert!(parse_hf_config(&json!([1, 2])).is_err());
-        let c = parse_hf_config(&json!({"text_config": {"eos_token_id": [7]}})).unwrap();
-        assert_eq!(c.text.eos_token_id, 7);
-        assert!(parse_hf_config(&json!({"text_config": {"eos_token_id": [7, 8]}})).is_err());
+        assert!(parse_config(&json!([1, 2])).is_err());
+        let c = parse_config(&json!({"text_config": {"eos_token_id": [7]}})).unwrap();
+        assert_eq!(c.text.pooling, TextPooling::FirstEos(7));
+        let c = parse_config(&json!({"text_config": {"eos_token_id": 2}})).unwrap();
+        assert_eq!(c.text.pooling, TextPooling::Argmax);
+        assert!(parse_config(&json!({"text_config": {"eos_token_id": [7, 8]}})).is_err());
     }
 
     #[test]
@@ -540,14 +485,14 @@ mod tests {
 
     #[test]
     fn null_model_fields_are_errors_not_defaults() {
-        let e = parse_hf_config(&json!({"text_config": {"hidden_act": null}})).unwrap_err();
+        let e = parse_config(&json!({"text_config": {"hidden_act": null}})).unwrap_err();
         assert_eq!(
             e,
             "text_config.hidden_act is null; give a value or leave the key out for the default"
         );
-        let e = parse_hf_config(&json!({"vision_config": {"image_size": null}})).unwrap_err();
+        let e = parse_config(&json!({"vision_config": {"image_size": null}})).unwrap_err();
         assert!(e.contains("vision_config.image_size is null"), "{e}");
         // A whole sub-config may be null: transformers then builds it from defaults.
-        assert!(parse_hf_config(&json!({"text_config": null})).is_ok());
+        assert!(parse_config(&json!({"text_config": null})).is_ok());
     }
 }

@@ -5,16 +5,20 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use clip_preprocess::PreprocessConfig;
 use clip_tokenizer::Tokenizer;
 
-use crate::checkpoint::{hf, open_clip};
 use crate::error::{ClipError, Result};
-use crate::hub::{self, HubOptions, HubRepo, Need};
+use crate::formats::open_clip::PreprocessCfg;
+use crate::formats::{hf, open_clip, openai};
+use crate::hub::repo::{HubRepo, Need};
+use crate::hub::{self, HubOptions};
+use crate::kernels::Precision;
 use crate::model::ClipModel;
-use crate::model::Precision;
-use crate::pretrained::{self, PretrainedCfg};
+use crate::registry::open_clip::{
+    open_clip_config, pretrained_cfg, pretrained_tags, resolve_config,
+};
+use crate::registry::{self as pretrained, PretrainedCfg};
 
 const HF_CONFIG: &str = "config.json";
 const HF_PREPROCESSOR: &str = "preprocessor_config.json";
@@ -22,7 +26,7 @@ const HF_WEIGHTS: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
 const TOKENIZER_FILES: [&str; 3] = ["tokenizer.json", "vocab.json", "merges.txt"];
 
 /// A model loaded from its source, with what belongs to it.
-pub struct LoadedModel {
+pub(crate) struct LoadedModel {
     pub model: ClipModel,
     pub preprocess: PreprocessConfig,
     /// A directory whose tokenizer files (if any) go with the model.
@@ -79,7 +83,7 @@ impl ModelSource {
             return Self::from_file(path);
         }
         if let Some((arch, rest)) = spec.split_once(':') {
-            if pretrained::open_clip_config(arch).is_some() || Path::new(arch).is_file() {
+            if open_clip_config(arch).is_some() || Path::new(arch).is_file() {
                 return Self::open_clip_with(arch, rest);
             }
         }
@@ -132,8 +136,8 @@ impl ModelSource {
                 weights: weights.to_path_buf(),
             });
         }
-        let tags = pretrained::open_clip::pretrained_tags(arch);
-        let Some(cfg) = pretrained::pretrained_cfg(arch, rest) else {
+        let tags = pretrained_tags(arch);
+        let Some(cfg) = pretrained_cfg(arch, rest) else {
             return Err(ClipError::InvalidInput(format!(
                 "{arch}:{rest}: no such weights file, and {rest:?} is not a pretrained tag of {arch} (tags: {})",
                 if tags.is_empty() { "none".to_string() } else { tags.join(", ") }
@@ -154,7 +158,7 @@ impl ModelSource {
         };
         // As open_clip does: weights trained with QuickGELU force the QuickGELU twin of the architecture.
         let quick = format!("{arch}-quickgelu");
-        let arch = if cfg.quick_gelu && pretrained::open_clip_config(&quick).is_some() {
+        let arch = if cfg.quick_gelu && open_clip_config(&quick).is_some() {
             quick
         } else {
             arch.to_string()
@@ -169,71 +173,71 @@ impl ModelSource {
 
 impl ModelSource {
     /// Fetches what is missing (downloads with progress, verified, cached) and loads the model, its linear
-    /// layers packed for `precision` as they load (layers other formats build otherwise stay f32 until
-    /// [`ClipModel::set_precision`]).
-    pub fn load(
-        &self,
-        hub: &HubOptions,
-        device: &Device,
-        precision: Precision,
-    ) -> Result<LoadedModel> {
+    /// layers packed for `precision` as they load.
+    pub(crate) fn load(&self, hub: &HubOptions, precision: Precision) -> Result<LoadedModel> {
         match self {
             Self::OpenAiName(name) => {
-                let file = pretrained::download_openai(name, hub)?;
-                Self::OpenAiFile(file).load(hub, device, precision)
+                let file = hub::openai::download_openai(name, hub)?;
+                Self::OpenAiFile(file).load(hub, precision)
             }
             Self::OpenAiFile(file) => {
-                let (model, preprocess) =
-                    pretrained::load_openai(&file.to_string_lossy(), hub, device, precision)?;
+                let ckpt = openai::load(file, precision)?;
                 Ok(LoadedModel {
-                    model,
-                    preprocess,
+                    preprocess: PreprocessConfig {
+                        size: ckpt.config.vision.image_size() as u32,
+                        ..PreprocessConfig::default()
+                    },
+                    model: ckpt.model,
                     tokenizer_dir: None,
                     origin: file.clone(),
                     files: vec![file.clone()],
                 })
             }
-            Self::HfDir(dir) => load_hf_dir(dir, device, precision),
-            Self::HfHub(repo) => load_hf_dir(&hf_snapshot(repo, hub, true)?, device, precision),
+            Self::HfDir(dir) => load_hf_dir(dir, precision),
+            Self::HfHub(repo) => load_hf_dir(&hf_snapshot(repo, hub, true)?, precision),
             Self::OpenClipDir(dir) => {
                 let weights = first_file(dir, &open_clip::WEIGHT_FILES)?;
                 let config = dir.join(open_clip::CONFIG_FILE);
-                let loaded = open_clip::load_open_clip(
+                load_open_clip(
                     &config.to_string_lossy(),
                     &weights,
-                    device,
-                    precision,
-                )?;
-                finish_open_clip(
-                    loaded,
                     None,
                     Some(dir.clone()),
                     dir.clone(),
-                    vec![config, weights],
+                    vec![config.clone(), weights.clone()],
+                    precision,
                 )
             }
             Self::OpenClipHub(repo) => {
                 let dir = open_clip_snapshot(repo, hub, true)?;
-                Self::OpenClipDir(dir).load(hub, device, precision)
+                Self::OpenClipDir(dir).load(hub, precision)
             }
             Self::OpenClipFile { config, weights } => {
-                let loaded = open_clip::load_open_clip(config, weights, device, precision)?;
                 let mut files = vec![weights.clone()];
                 if Path::new(config).is_file() {
                     files.insert(0, PathBuf::from(config));
                 }
-                finish_open_clip(loaded, None, None, weights.clone(), files)
+                load_open_clip(
+                    config,
+                    weights,
+                    None,
+                    None,
+                    weights.clone(),
+                    files,
+                    precision,
+                )
             }
             Self::OpenClipPretrained { arch, tag, repo } => {
                 let dir = open_clip_snapshot(repo, hub, false)?;
                 let weights = first_file(&dir, &open_clip::WEIGHT_FILES)?;
-                let loaded = open_clip::load_open_clip(arch, &weights, device, precision)?;
-                finish_open_clip(
-                    loaded,
+                load_open_clip(
+                    arch,
+                    &weights,
                     pretrained_entry(arch, tag),
                     None,
                     weights.clone(),
-                    vec![weights],
+                    vec![weights.clone()],
+                    precision,
                 )
             }
         }
@@ -282,13 +286,13 @@ impl ModelSource {
                 open_clip_preprocess(arch, pretrained_entry(arch, tag))
             }
             // The resolution of an arbitrary .pt file is known only from its weights.
-            Self::OpenAiFile(_) => Ok(self.load(hub, &Device::Cpu, Precision::F32)?.preprocess),
+            Self::OpenAiFile(_) => Ok(self.load(hub, Precision::F32)?.preprocess),
         }
     }
 }
 
 /// The tokenizer for a model directory: `vocab` if given, else the directory's files, else OpenAI's vocabulary.
-pub fn tokenizer_for(dir: Option<&Path>, vocab: Option<&Path>) -> Result<Tokenizer> {
+pub(crate) fn tokenizer_for(dir: Option<&Path>, vocab: Option<&Path>) -> Result<Tokenizer> {
     if let Some(vocab) = vocab {
         return Ok(Tokenizer::from_path(vocab)?);
     }
@@ -302,25 +306,25 @@ pub fn tokenizer_for(dir: Option<&Path>, vocab: Option<&Path>) -> Result<Tokeniz
 
 /// A Hugging Face directory's preprocessing: `preprocessor_config.json` if present, else OpenAI's mean and std
 /// at the image size in `config.json`, else OpenAI's defaults.
-pub fn preprocess_config_for(dir: &Path) -> Result<PreprocessConfig> {
+fn preprocess_config_for(dir: &Path) -> Result<PreprocessConfig> {
     if let Some(config) = hf::read_preprocessor_config(dir)? {
         return Ok(config);
     }
     let config_path = dir.join(HF_CONFIG);
     if config_path.is_file() {
-        let config = hf::read_hf_config(&config_path)?;
+        let config = hf::read_config(&config_path)?;
         return Ok(PreprocessConfig {
-            size: config.vision.image_size as u32,
+            size: config.vision.image_size() as u32,
             ..PreprocessConfig::default()
         });
     }
     Ok(PreprocessConfig::default())
 }
 
-fn load_hf_dir(dir: &Path, device: &Device, precision: Precision) -> Result<LoadedModel> {
-    let model = hf::load_hf_model(dir, device, precision)?;
+fn load_hf_dir(dir: &Path, precision: Precision) -> Result<LoadedModel> {
+    let model = hf::load(dir, precision)?;
     let preprocess = preprocess_config_for(dir)?;
-    let files = crate::zeroshot::identity::model_files(dir)?;
+    let files = hf::model_files(dir)?;
     Ok(LoadedModel {
         model,
         preprocess,
@@ -387,21 +391,26 @@ fn first_file(dir: &Path, names: &[&str]) -> Result<PathBuf> {
 
 /// The pretrained entry of `arch:tag`, also when `arch` became its QuickGELU twin.
 fn pretrained_entry(arch: &str, tag: &str) -> Option<&'static PretrainedCfg> {
-    pretrained::pretrained_cfg(arch, tag)
-        .or_else(|| pretrained::pretrained_cfg(arch.trim_end_matches("-quickgelu"), tag))
+    pretrained_cfg(arch, tag).or_else(|| pretrained_cfg(arch.trim_end_matches("-quickgelu"), tag))
 }
 
-fn finish_open_clip(
-    loaded: open_clip::OpenClipCheckpoint,
+/// Loads open_clip weights with the config `config` names (see [`resolve_config`]); the preprocessing comes from
+/// the config file's `preprocess_cfg`, else from the pretrained `entry`, else OpenAI's.
+fn load_open_clip(
+    config: &str,
+    weights: &Path,
     entry: Option<&PretrainedCfg>,
     tokenizer_dir: Option<PathBuf>,
     origin: PathBuf,
     files: Vec<PathBuf>,
+    precision: Precision,
 ) -> Result<LoadedModel> {
-    let size = loaded.model.config().vision.image_size as u32;
-    let preprocess = preprocess_from(loaded.preprocess.as_ref().or(entry), size)?;
+    let (arch, from_file) = resolve_config(config)?;
+    let size = arch.vision.image_size() as u32;
+    let preprocess = preprocess_from(from_file.as_ref().or(entry.map(|e| &e.preprocess)), size)?;
+    let model = open_clip::load(arch, weights, precision)?;
     Ok(LoadedModel {
-        model: loaded.model,
+        model,
         preprocess,
         tokenizer_dir,
         origin,
@@ -410,29 +419,22 @@ fn finish_open_clip(
 }
 
 fn open_clip_preprocess(config: &str, entry: Option<&PretrainedCfg>) -> Result<PreprocessConfig> {
-    let (arch, from_file) = open_clip::resolve_config(config)?;
+    let (arch, from_file) = resolve_config(config)?;
     preprocess_from(
-        from_file.as_ref().or(entry),
+        from_file.as_ref().or(entry.map(|e| &e.preprocess)),
         arch.vision.image_size() as u32,
     )
 }
 
-/// open_clip's preprocessing as our one pipeline: refuses settings that pipeline would get wrong.
-fn preprocess_from(entry: Option<&PretrainedCfg>, size: u32) -> Result<PreprocessConfig> {
-    let Some(entry) = entry else {
-        return Ok(PreprocessConfig {
+/// open_clip's preprocessing as our one pipeline (OpenAI's mean and std without an entry).
+fn preprocess_from(entry: Option<&PreprocessCfg>, size: u32) -> Result<PreprocessConfig> {
+    match entry {
+        Some(entry) => entry.to_config(size),
+        None => Ok(PreprocessConfig {
             size,
             ..PreprocessConfig::default()
-        });
-    };
-    if entry.resize_mode != "shortest" || entry.interpolation != "bicubic" {
-        return Err(ClipError::InvalidInput(format!(
-            "these weights were trained with resize_mode {:?} and interpolation {:?}; only \"shortest\" with \"bicubic\" \
-             (OpenAI's pipeline) is implemented",
-            entry.resize_mode, entry.interpolation
-        )));
+        }),
     }
-    Ok(entry.preprocess_config(size))
 }
 
 #[cfg(test)]

@@ -1,0 +1,116 @@
+//! `CLIPAttention`: multi-head self-attention with separate, biased q/k/v/out projections, on the fused
+//! attention kernel.
+//!
+//! At load time q, k and v are stacked into one `[3 * width, width]` projection (one GEMM instead of three) and
+//! the `head_dim^-0.5` scale is folded into the query rows, which is `q * scale` computed ahead of time. In bf16
+//! the checkpoint's own q rows are rounded, as bf16 autocast does, and the scale is applied to the scores.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::{with_f32_values, Linear};
+use crate::error::Result;
+use crate::kernels::attention::{attention, AttentionShape};
+use crate::kernels::Precision;
+use crate::weights::Weights;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    qkv: Linear,
+    out_proj: Linear,
+    heads: usize,
+    head_dim: usize,
+    /// `Some(head_dim^-0.5)` when the scale is applied to the scores rather than folded into the q rows.
+    score_scale: Option<f64>,
+}
+
+impl Attention {
+    /// Reads `q_proj`, `k_proj`, `v_proj` and `out_proj` (`weight` `[width, width]`, `bias` `[width]`).
+    pub fn load(w: &Weights, width: usize, heads: usize) -> Result<Self> {
+        let head_dim = width / heads;
+        let scale = (head_dim as f32).powf(-0.5);
+        let score_scale = (w.precision() == Precision::Bf16).then_some(f64::from(scale));
+        let q_factor = if score_scale.is_some() { 1.0 } else { scale };
+        // q, k and v stacked straight from the checkpoint, q scaled on the way.
+        let mut weight = Vec::with_capacity(3 * width * width);
+        let mut bias = Vec::with_capacity(3 * width);
+        for (name, factor) in [("q_proj", q_factor), ("k_proj", 1.0), ("v_proj", 1.0)] {
+            let p = w.pp(name);
+            p.with_values("weight", &[width, width], |v| {
+                weight.extend(v.iter().map(|x| x * factor))
+            })?;
+            p.with_values("bias", &[width], |v| {
+                bias.extend(v.iter().map(|x| x * factor))
+            })?;
+        }
+        Ok(Self {
+            qkv: Linear::from_values(&weight, 3 * width, width, Some(bias), w.precision()),
+            out_proj: Linear::load(&w.pp("out_proj"), width, width)?,
+            heads,
+            head_dim,
+            score_scale,
+        })
+    }
+
+    /// `residual + attention(x)`, the sum formed in the output projection's buffer. `x`: `[batch, seq, width]`;
+    /// `mask`: additive `[seq, seq]` (e.g. [`causal_mask`]) or `None`.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        let heads = self.heads_output(x, mask)?;
+        self.out_proj.forward_residual(&heads, residual)
+    }
+
+    /// The heads' outputs side by side, `[batch, seq, width]`, before the output projection.
+    fn heads_output(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, tokens, width) = x.dims3()?;
+        // [batch, tokens, 3 * width]: per token, q of every head, then k, then v.
+        let qkv = self.qkv.forward(x)?;
+        let mask = match mask {
+            Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        let shape = AttentionShape {
+            batch,
+            tokens,
+            heads: self.heads,
+            head_dim: self.head_dim,
+        };
+        let mut y = vec![0f32; batch * tokens * width];
+        with_f32_values(&qkv, |values| {
+            attention(
+                values,
+                shape,
+                self.score_scale.unwrap_or(1.0) as f32,
+                mask.as_deref(),
+                &mut y,
+            )
+        })?;
+        Ok(Tensor::from_vec(y, (batch, tokens, width), x.device())?)
+    }
+}
+
+/// Additive causal mask `[len, len]`: 0 on and below the diagonal, -inf above (a token sees itself and earlier ones).
+pub(crate) fn causal_mask(len: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (len, len), device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_shape() {
+        let m = causal_mask(3, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(m[0], vec![0.0, f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        assert_eq!(m[2], vec![0.0, 0.0, 0.0]);
+    }
+}
