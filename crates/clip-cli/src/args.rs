@@ -1,41 +1,11 @@
-//! The command-line grammar. The forms of `classify`, `embed`, `tokenize` and `preprocess` are a contract:
-//! scripts call them exactly so.
+//! The arguments every command shares: the global flags and the model choice. Each command's own arguments
+//! live in its file under `commands/`; the grammar as a whole is `commands::Cli`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::commands::bench::BenchArgs;
-use crate::commands::classify::ClassifyArgs;
-use crate::commands::condition::ConditionArgs;
-use crate::commands::embed::EmbedArgs;
-use crate::commands::eval::EvalArgs;
-use crate::commands::models::ModelsArgs;
-use crate::commands::preprocess::PreprocessArgs;
-use crate::commands::probe::ProbeArgs;
-use crate::commands::tokenize::TokenizeArgs;
+use clap::Args;
 
 const DEFAULT_MODEL: &str = clip::DEFAULT_MODEL;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "clip",
-    version,
-    about = "OpenAI CLIP in Rust: zero-shot image classification, embeddings, tokenization",
-    long_about = "OpenAI CLIP in Rust: zero-shot image classification, image and text embeddings, tokenization \
-                  and preprocessing identical to the Python reference.\n\n\
-                  Models are local Hugging Face directories (config.json + model.safetensors) or Hub ids, \
-                  downloaded once into the Hugging Face cache and then used offline.",
-    after_help = "Examples:\n  clip classify photo.jpg --labels \"a dog\" \"a cat\"\n  \
-                  clip embed --text \"a diagram\" --normalize --json\n  \
-                  clip tokenize \"a photo of a cat\" --json"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub global: GlobalArgs,
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
@@ -73,54 +43,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
         0 => Err("a size limit must be at least 1 byte".into()),
         n => Ok(n),
     }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Zero-shot classification: probabilities of each label for each image
-    #[command(
-        after_help = "Examples:\n  clip classify girl-with-puppy.png --labels \"a puppy\" \"a girl\" \"glasses\"\n  \
-                      clip classify photo.jpg --classes imagenet --templates openai --top-k 5\n  \
-                      clip classify --classes pets.txt --save-classifier pets.safetensors"
-    )]
-    Classify(ClassifyArgs),
-    /// Image or text embeddings (encode_image / encode_text features)
-    #[command(
-        after_help = "Examples:\n  clip embed --image a.jpg b.png --output images.npy\n  \
-                            clip embed --text-file captions.txt --normalize --json"
-    )]
-    Embed(EmbedArgs),
-    /// Token ids exactly as OpenAI's clip.tokenize
-    Tokenize(TokenizeArgs),
-    /// Preprocessed image tensors (resize, centre crop, normalise) as float32 [N, 3, S, S]
-    Preprocess(PreprocessArgs),
-    /// OpenAI's released models: name, cached or not, size, input resolution
-    Models(ModelsArgs),
-    /// Image and text throughput, batch-1 latency, load time and peak memory
-    #[command(
-        after_help = "Example:\n  clip bench --model openai/clip-vit-base-patch32 --batch 1,8,32 --iters 5 --json"
-    )]
-    Bench(BenchArgs),
-    /// Zero-shot accuracy on a labelled dataset: top-1, top-5, per-class accuracy, confusion matrix
-    #[command(
-        after_help = "Examples:\n  clip eval --dataset imagenet/val --classes imagenet --templates openai\n  \
-                      clip eval --dataset photos.csv --classifier pets.safetensors --json --confusion confusion.csv"
-    )]
-    Eval(EvalArgs),
-    /// Linear probe: logistic regression on image embeddings, C picked on a validation split
-    #[command(
-        after_help = "Example:\n  clip probe --train data/train --test data/test --output probe.safetensors\n  \
-                      clip classify photo.jpg --classifier probe.safetensors"
-    )]
-    Probe(ProbeArgs),
-    /// Stable Diffusion text conditioning (SD1 / SD2 / SDXL), identical to diffusers' encode_prompt
-    #[command(
-        after_help = "Examples:\n  clip condition --preset sd1 --model stable-diffusion-v1-5 --prompt \"a red fox\" \
-                      --negative \"blurry\" --n-images 2 --output cond.safetensors\n  \
-                      clip condition --preset sdxl --model sd_xl_base_1.0.safetensors --prompt \"a red fox\" \
-                      --output cond.safetensors"
-    )]
-    Condition(ConditionArgs),
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,8 @@
 //!
 //! A target returns normally whatever its input; a panic, an abort (failed allocation) or a hang is a finding.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::missing_safety_doc)]
 mod mutate;
 mod targets;
 

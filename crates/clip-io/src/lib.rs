@@ -8,6 +8,8 @@
 //!   atomically (temporary file in the same directory, `fsync`, rename), write a device or FIFO directly as a
 //!   shell's `>` does (never replacing it with a regular file), and report every error (`ENOSPC` included).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::missing_safety_doc)]
 mod error;
 mod limits;
 mod read;

@@ -11,6 +11,10 @@
 //!
 //! Images above Pillow's decompression-bomb limit ([`PIXEL_LIMIT`] pixels) are refused before decoding.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::missing_safety_doc)]
+// Modules in layer order (tests/layers.rs): each uses only those above it.
+mod coeffs;
 mod config;
 mod convert;
 mod decode;
@@ -19,6 +23,7 @@ mod geometry;
 mod image;
 mod nearest;
 mod normalize;
+mod plane;
 mod resample;
 mod resample_u8;
 mod resize;
@@ -68,7 +73,7 @@ pub fn resize_crop_rgb(image: &PilImage, size: u32) -> Result<RgbImage, Preproce
         && top as u64 + u64::from(size) <= u64::from(rh)
     {
         // Compute only the crop window of the resized image (same pixels, less work and memory).
-        let win = resample::Window {
+        let win = plane::Window {
             out_w: rw,
             out_h: rh,
             x: left as u32..left as u32 + size,

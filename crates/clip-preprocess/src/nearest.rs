@@ -3,7 +3,7 @@
 //! `ImagingScaleAffine` walks it: the source coordinate starts at `a0 / 2` and is advanced by repeated
 //! addition of `a0` (so rounding accumulates exactly as in C), truncated with `COORD`.
 
-use crate::resample::Window;
+use crate::plane::Window;
 
 /// `COORD(v)`: -1 below zero, else truncation.
 #[inline]

@@ -5,116 +5,13 @@
 //! width. 8-bit images use fixed-point weights (22 fractional bits) with uint8 rounding/clamping between
 //! passes; `I;16` accumulates in double and clamps to 16 bits; `I`/`F` accumulate in double. Callers may
 //! ask for a window of the output (the centre crop): every output pixel is computed exactly as in the
-//! full resize. The vectorised 8-bit passes live in [`crate::resample_u8`].
+//! full resize. The weights are [`crate::coeffs`]'; the vectorised 8-bit passes live in [`crate::resample_u8`].
 
 use std::ops::Range;
 
+use crate::coeffs::{precompute_coeffs, Coeffs};
+use crate::plane::{Plane, Window};
 use crate::resample_u8::{horizontal_u8, vertical_u8};
-
-/// Fractional bits of the fixed-point weights for 8-bit images (`PRECISION_BITS = 32 - 8 - 2`).
-pub(crate) const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-/// Filter support of BICUBIC in source pixels at scale 1.
-const BICUBIC_SUPPORT: f64 = 2.0;
-
-/// Keys' cubic convolution kernel with a = -0.5, written in Pillow's evaluation order.
-pub(crate) fn bicubic_filter(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = if x < 0.0 { -x } else { x };
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Per-output-pixel source windows and normalised weights (`precompute_coeffs`).
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Coeffs {
-    /// Weights per output pixel (row-major, `ksize` each; unused tail entries are 0).
-    pub ksize: usize,
-    /// `(first source index, number of source pixels)` per output pixel.
-    pub bounds: Vec<(usize, usize)>,
-    pub weights: Vec<f64>,
-}
-
-/// `precompute_coeffs(inSize, in0, in1, outSize, &BICUBIC, ...)` for the output indices in `range` (each
-/// output pixel's window depends only on its own index, so a sub-range gives the same numbers as the full
-/// table). `in0`/`in1` are the (float) box edges.
-pub(crate) fn precompute_coeffs(
-    in_size: u32,
-    in0: f32,
-    in1: f32,
-    out_size: u32,
-    range: Range<u32>,
-) -> Coeffs {
-    // Pillow subtracts in float, then widens to double.
-    let scale = f64::from(in1 - in0) / f64::from(out_size);
-    let filterscale = if scale < 1.0 { 1.0 } else { scale };
-    let support = BICUBIC_SUPPORT * filterscale;
-    let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(range.len());
-    let mut weights = vec![0.0f64; range.len() * ksize];
-    let ss = 1.0 / filterscale;
-    for (i, xx) in range.enumerate() {
-        let center = f64::from(in0) + (f64::from(xx) + 0.5) * scale;
-        // C's (int) cast truncates toward zero.
-        let xmin = ((center - support + 0.5) as i64).max(0);
-        let xmax = ((center + support + 0.5) as i64).min(i64::from(in_size));
-        let count = (xmax - xmin).max(0) as usize;
-        let k = &mut weights[i * ksize..i * ksize + ksize];
-        let mut ww = 0.0f64;
-        for (x, kx) in k.iter_mut().enumerate().take(count) {
-            let w = bicubic_filter(((x as i64 + xmin) as f64 - center + 0.5) * ss);
-            *kx = w;
-            ww += w;
-        }
-        if ww != 0.0 {
-            k.iter_mut().take(count).for_each(|kx| *kx /= ww);
-        }
-        bounds.push((xmin as usize, count));
-    }
-    Coeffs {
-        ksize,
-        bounds,
-        weights,
-    }
-}
-
-/// `normalize_coeffs_8bpc`: weights to fixed point, rounding half away from zero, truncating like C.
-pub(crate) fn normalize_coeffs_8bpc(weights: &[f64]) -> Vec<i32> {
-    let one = f64::from(1u32 << PRECISION_BITS);
-    weights
-        .iter()
-        .map(|&w| {
-            if w < 0.0 {
-                (-0.5 + w * one) as i32
-            } else {
-                (0.5 + w * one) as i32
-            }
-        })
-        .collect()
-}
-
-/// `clip8`: the accumulator (already offset by half a unit) to a byte.
-#[inline]
-pub(crate) fn clip8(ss: i32) -> u8 {
-    (ss >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// What one pass reads: rows of `width` pixels (each pixel a fixed number of interleaved samples). The
-/// vertical pass reads the columns `cols`; source row `y` is stored at `y - row_offset`, source column
-/// `x` at `x - col_offset` (a previous pass may have kept only the rows or columns the next one needs).
-#[derive(Clone)]
-pub(crate) struct Plane<'a, T> {
-    pub data: &'a [T],
-    pub width: usize,
-    pub cols: Range<usize>,
-    pub row_offset: usize,
-    pub col_offset: usize,
-}
 
 /// A sample type of the double-precision passes (`I;16` raw bytes are handled separately).
 trait Sample: Copy {
@@ -193,27 +90,6 @@ fn vertical_f64<T: Sample>(src: &Plane<'_, T>, c: &Coeffs) -> Vec<T> {
         }
     }
     out
-}
-
-/// The part of a resize to `out_w` x `out_h` to compute: output columns `x` and rows `y`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Window {
-    pub out_w: u32,
-    pub out_h: u32,
-    pub x: Range<u32>,
-    pub y: Range<u32>,
-}
-
-impl Window {
-    /// The whole output.
-    pub(crate) fn full(out_w: u32, out_h: u32) -> Self {
-        Window {
-            out_w,
-            out_h,
-            x: 0..out_w,
-            y: 0..out_h,
-        }
-    }
 }
 
 fn urange(r: &Range<u32>) -> Range<usize> {
@@ -370,90 +246,8 @@ pub(crate) fn resample_f32(data: &[f32], width: usize, height: usize, win: &Wind
 
 #[cfg(test)]
 mod tests {
-    //! Expected values come from Pillow (weights measured through mode-F resizes of delta images) and from
-    //! Python's int() for the fixed-point rounding, generated by scripts/fixtures/gen_images.py.
+    //! Expected values measured on Pillow 13.0.0.
     use super::*;
-
-    fn tables() -> serde_json::Value {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../fixtures/images/tables/tables.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn bicubic_weights_match_pillow() {
-        let mut checked = 0;
-        for case in tables()["bicubic_weights_f32_bits"].as_array().unwrap() {
-            let (inp, out) = (
-                case["in"].as_u64().unwrap() as u32,
-                case["out"].as_u64().unwrap() as u32,
-            );
-            let mut expected = vec![vec![0u32; inp as usize]; out as usize];
-            for e in case["entries"].as_array().unwrap() {
-                let e: Vec<u64> = e
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap())
-                    .collect();
-                expected[e[0] as usize][e[1] as usize] = e[2] as u32;
-            }
-            let c = precompute_coeffs(inp, 0.0, inp as f32, out, 0..out);
-            for (xx, &(xmin, count)) in c.bounds.iter().enumerate() {
-                for (j, &pillow) in expected[xx].iter().enumerate() {
-                    let ours = if j >= xmin && j < xmin + count {
-                        c.weights[xx * c.ksize + j - xmin]
-                    } else {
-                        0.0
-                    };
-                    // Pillow's F resize stores (float)(0.0 + 1.0 * k), which turns a -0.0 weight into +0.0.
-                    assert_eq!(
-                        ((0.0 + ours) as f32).to_bits(),
-                        pillow,
-                        "{inp}->{out}: output {xx}, source {j}"
-                    );
-                    checked += 1;
-                }
-            }
-        }
-        assert!(checked > 1000);
-    }
-
-    #[test]
-    fn window_coefficients_equal_full_table() {
-        let full = precompute_coeffs(451, 0.0, 451.0, 224, 0..224);
-        let part = precompute_coeffs(451, 0.0, 451.0, 224, 50..90);
-        assert_eq!(part.ksize, full.ksize);
-        assert_eq!(part.bounds[..], full.bounds[50..90]);
-        assert_eq!(
-            part.weights[..],
-            full.weights[50 * full.ksize..90 * full.ksize]
-        );
-    }
-
-    #[test]
-    fn fixed_point_rounds_half_away_from_zero_and_truncates_like_c() {
-        for pair in tables()["fixed_point"].as_array().unwrap() {
-            let w = pair[0].as_f64().unwrap();
-            let expected = pair[1].as_i64().unwrap() as i32;
-            assert_eq!(normalize_coeffs_8bpc(&[w]), vec![expected], "weight {w:e}");
-        }
-    }
-
-    #[test]
-    fn clip8_matches_pillows_lookup_table() {
-        // _clip8_lookups: index (ss >> 22) maps to 0 below 0, the value in 0..255, 255 above (an i32
-        // accumulator gives indices -512..511).
-        let half = 1 << (PRECISION_BITS - 1);
-        for v in -512i32..512 {
-            let ss = (v << PRECISION_BITS) + half;
-            assert_eq!(i32::from(clip8(ss)), v.clamp(0, 255));
-        }
-        assert_eq!(clip8((1 << PRECISION_BITS) - 1), 0);
-        assert_eq!(clip8(-1), 0);
-    }
 
     #[test]
     fn sixteen_bit_writeback_rounds_and_clamps_like_pillow_13() {

@@ -6,7 +6,8 @@
 
 use std::ops::Range;
 
-use crate::resample::{clip8, normalize_coeffs_8bpc, Coeffs, Plane, PRECISION_BITS};
+use crate::coeffs::{clip8, normalize_coeffs_8bpc, Coeffs, PRECISION_BITS};
+use crate::plane::Plane;
 
 /// Samples one block of the horizontal 8-bit pass accumulates at once (as `i32` lanes): `48 / CH` source rows
 /// of `CH` samples, so the inner loop is a fixed-length vector multiply-add whatever the channel count.
@@ -294,7 +295,7 @@ fn vertical_u8_rows<const CH: usize>(src: &Plane<'_, u8>, c: &Coeffs) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resample::precompute_coeffs;
+    use crate::coeffs::precompute_coeffs;
 
     /// Pillow's row-at-a-time horizontal pass, as `ImagingResampleHorizontal_8bpc` writes it.
     fn horizontal_reference<const CH: usize>(

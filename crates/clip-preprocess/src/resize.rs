@@ -7,7 +7,8 @@ use crate::convert::{premultiply, unpremultiply_all};
 use crate::error::PreprocessError;
 use crate::image::{Mode, PilImage, PixelData};
 use crate::nearest::resize_nearest;
-use crate::resample::{resample_f32, resample_i16_raw, resample_i32, resample_u8, Window};
+use crate::plane::Window;
+use crate::resample::{resample_f32, resample_i16_raw, resample_i32, resample_u8};
 
 /// Resizes to `out_w` x `out_h` exactly as Pillow's `Image.resize((out_w, out_h), Image.BICUBIC)`.
 pub fn resize_bicubic(

@@ -12,6 +12,9 @@
 //! assert_eq!(row.len(), 77);
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::missing_safety_doc)]
+// Modules in layer order (tests/layers.rs): each uses only those above it.
 mod bpe;
 mod bytes_unicode;
 mod clean;

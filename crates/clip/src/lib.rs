@@ -23,6 +23,8 @@
 //! 8. `zeroshot`, `conditioning`, `bench` — capabilities over the bundle
 //! 9. `fuzz` — entry points of the fuzz suite (feature `fuzz`)
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::missing_safety_doc)]
 // Layer 0
 mod error;
 mod json;

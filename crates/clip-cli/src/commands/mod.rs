@@ -1,25 +1,109 @@
-//! One module per subcommand; this file dispatches and holds what they share.
+//! The command-line grammar and one module per subcommand; this file dispatches and holds what they share. The
+//! forms of `classify`, `embed`, `tokenize` and `preprocess` are a contract: scripts call them exactly so.
 
-pub mod bench;
+mod bench;
 mod classifier;
-pub mod classify;
-pub mod condition;
-pub mod embed;
-pub mod eval;
-pub mod models;
-pub mod preprocess;
-pub mod probe;
+mod classify;
+mod condition;
+mod embed;
+mod eval;
+mod models;
+mod preprocess;
+mod probe;
 mod rows;
-pub mod tokenize;
+mod tokenize;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::args::{Cli, Command, GlobalArgs, ModelArg};
+use clap::{Parser, Subcommand};
+
+use crate::args::{GlobalArgs, ModelArg};
 use crate::progress::DownloadBar;
 use crate::report::Outcome;
+use bench::BenchArgs;
+use classify::ClassifyArgs;
+use condition::ConditionArgs;
+use embed::EmbedArgs;
+use eval::EvalArgs;
+use models::ModelsArgs;
+use preprocess::PreprocessArgs;
+use probe::ProbeArgs;
+use tokenize::TokenizeArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "clip",
+    version,
+    about = "OpenAI CLIP in Rust: zero-shot classification, embeddings, tokenization, SD conditioning",
+    long_about = "OpenAI CLIP in Rust: zero-shot image classification, image and text embeddings, tokenization \
+                  and preprocessing identical to the Python references, Stable Diffusion text conditioning, \
+                  evaluation and linear probes.\n\n\
+                  --model takes OpenAI's released names (ViT-B/32, RN50, ... see `clip models`), an OpenAI .pt \
+                  file, a Hugging Face directory or Hub id (openai/clip-vit-base-patch32), an open_clip \
+                  directory or hf-hub:ORG/NAME, or an open_clip ARCH:TAG / ARCH:WEIGHTS. Downloads are \
+                  verified, cached (Hugging Face cache, ~/.cache/clip) and then used offline. Everything \
+                  runs on the CPU.",
+    after_help = "Examples:\n  clip classify photo.jpg --labels \"a dog\" \"a cat\"\n  \
+                  clip embed --text \"a diagram\" --normalize --json\n  \
+                  clip tokenize \"a photo of a cat\" --json"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Zero-shot classification: probabilities of each label for each image
+    #[command(
+        after_help = "Examples:\n  clip classify girl-with-puppy.png --labels \"a puppy\" \"a girl\" \"glasses\"\n  \
+                      clip classify photo.jpg --classes imagenet --templates openai --top-k 5\n  \
+                      clip classify --classes pets.txt --save-classifier pets.safetensors"
+    )]
+    Classify(ClassifyArgs),
+    /// Image or text embeddings (encode_image / encode_text features)
+    #[command(
+        after_help = "Examples:\n  clip embed --image a.jpg b.png --output images.npy\n  \
+                            clip embed --text-file captions.txt --normalize --json"
+    )]
+    Embed(EmbedArgs),
+    /// Token ids exactly as OpenAI's clip.tokenize
+    Tokenize(TokenizeArgs),
+    /// Preprocessed image tensors (resize, centre crop, normalise) as float32 [N, 3, S, S]
+    Preprocess(PreprocessArgs),
+    /// OpenAI's released models: name, cached or not, size, input resolution
+    Models(ModelsArgs),
+    /// Image and text throughput, batch-1 latency, load time and peak memory
+    #[command(
+        after_help = "Example:\n  clip bench --model openai/clip-vit-base-patch32 --batch 1,8,32 --iters 5 --json"
+    )]
+    Bench(BenchArgs),
+    /// Zero-shot accuracy on a labelled dataset: top-1, top-5, per-class accuracy, confusion matrix
+    #[command(
+        after_help = "Examples:\n  clip eval --dataset imagenet/val --classes imagenet --templates openai\n  \
+                      clip eval --dataset photos.csv --classifier pets.safetensors --json --confusion confusion.csv"
+    )]
+    Eval(EvalArgs),
+    /// Linear probe: logistic regression on image embeddings, C picked on a validation split
+    #[command(
+        after_help = "Example:\n  clip probe --train data/train --test data/test --output probe.safetensors\n  \
+                      clip classify photo.jpg --classifier probe.safetensors"
+    )]
+    Probe(ProbeArgs),
+    /// Stable Diffusion text conditioning (SD1 / SD2 / SDXL), identical to diffusers' encode_prompt
+    #[command(
+        after_help = "Examples:\n  clip condition --preset sd1 --model stable-diffusion-v1-5 --prompt \"a red fox\" \
+                      --negative \"blurry\" --n-images 2 --output cond.safetensors\n  \
+                      clip condition --preset sdxl --model sd_xl_base_1.0.safetensors --prompt \"a red fox\" \
+                      --output cond.safetensors"
+    )]
+    Condition(ConditionArgs),
+}
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     apply_process_settings(&cli.global)?;

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::repo::endpoint;
-use super::Progress;
+use super::{endpoint, Progress};
 use crate::error::{ClipError, Result};
 
 pub(crate) const NOT_FOUND: &str = "404 not found";

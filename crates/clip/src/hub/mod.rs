@@ -57,6 +57,11 @@ pub(crate) fn home_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The Hub's address (`$HF_ENDPOINT`, else huggingface.co).
+pub(crate) fn endpoint() -> String {
+    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into())
+}
+
 /// True for strings shaped like a Hub repository id (`org/name`).
 pub fn is_repo_id(spec: &str) -> bool {
     let mut parts = spec.split('/');

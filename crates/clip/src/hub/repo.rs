@@ -6,13 +6,8 @@
 use std::path::PathBuf;
 
 use super::download::{download, download_error, get, write_atomically, NOT_FOUND};
-use super::{hf_cache_dir, is_repo_id, HubOptions};
+use super::{endpoint, hf_cache_dir, is_repo_id, HubOptions};
 use crate::error::{ClipError, Result};
-
-/// The Hub's address (`$HF_ENDPOINT`, else huggingface.co).
-pub(crate) fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into())
-}
 
 /// Whether a wanted file must exist in the repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -157,36 +157,40 @@ unsafe fn head_attention(
     scratch: &mut Scratch,
     out: *mut f32,
 ) {
-    let (t, d) = (s.tokens, s.head_dim);
-    let width = s.heads * d;
-    let token_row = |i: usize, part: usize| {
-        let start = ((image * t + i) * 3 + part) * width + head * d;
-        &qkv[start..start + d]
-    };
-    for j in 0..t {
-        for (c, &k) in token_row(j, 1).iter().enumerate() {
-            scratch.keys_t[c * t + j] = k;
-        }
-        scratch.values[j * d..(j + 1) * d].copy_from_slice(token_row(j, 2));
-    }
-    for i in 0..t {
-        let scores = &mut scratch.scores;
-        scores.fill(0.0);
-        for (c, &q) in token_row(i, 0).iter().enumerate() {
-            for (sc, &k) in scores.iter_mut().zip(&scratch.keys_t[c * t..(c + 1) * t]) {
-                *sc += q * k;
+    // SAFETY: the caller upholds this function's contract (`# Safety` above).
+    unsafe {
+        let (t, d) = (s.tokens, s.head_dim);
+        let width = s.heads * d;
+        let token_row = |i: usize, part: usize| {
+            let start = ((image * t + i) * 3 + part) * width + head * d;
+            &qkv[start..start + d]
+        };
+        for j in 0..t {
+            for (c, &k) in token_row(j, 1).iter().enumerate() {
+                scratch.keys_t[c * t + j] = k;
             }
+            scratch.values[j * d..(j + 1) * d].copy_from_slice(token_row(j, 2));
         }
-        softmax_row(scores, mask.map(|m| &m[i * t..(i + 1) * t]), score_scale);
-        let row = &mut scratch.row;
-        row.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            for (y, &v) in row.iter_mut().zip(&scratch.values[j * d..(j + 1) * d]) {
-                *y += p * v;
+        for i in 0..t {
+            let scores = &mut scratch.scores;
+            scores.fill(0.0);
+            for (c, &q) in token_row(i, 0).iter().enumerate() {
+                for (sc, &k) in scores.iter_mut().zip(&scratch.keys_t[c * t..(c + 1) * t]) {
+                    *sc += q * k;
+                }
             }
+            softmax_row(scores, mask.map(|m| &m[i * t..(i + 1) * t]), score_scale);
+            let row = &mut scratch.row;
+            row.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                for (y, &v) in row.iter_mut().zip(&scratch.values[j * d..(j + 1) * d]) {
+                    *y += p * v;
+                }
+            }
+            let dst =
+                std::slice::from_raw_parts_mut(out.add((image * t + i) * width + head * d), d);
+            dst.copy_from_slice(row);
         }
-        let dst = std::slice::from_raw_parts_mut(out.add((image * t + i) * width + head * d), d);
-        dst.copy_from_slice(row);
     }
 }
 
@@ -240,81 +244,91 @@ mod simd {
         b: &mut TiledScratch,
         out: *mut f32,
     ) {
-        let (t, d) = (s.tokens, s.head_dim);
-        let width = s.heads * d;
-        let (keys16, dim16) = (b.keys16, b.dim16);
-        let token_row = |i: usize, part: usize| {
-            let start = ((image * t + i) * 3 + part) * width + head * d;
-            &qkv[start..start + d]
-        };
-        for i in 0..t {
-            b.queries[i * d..(i + 1) * d].copy_from_slice(token_row(i, 0));
-            for (c, &k) in token_row(i, 1).iter().enumerate() {
-                b.keys_t[c * keys16 + i] = k;
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let (t, d) = (s.tokens, s.head_dim);
+            let width = s.heads * d;
+            let (keys16, dim16) = (b.keys16, b.dim16);
+            let token_row = |i: usize, part: usize| {
+                let start = ((image * t + i) * 3 + part) * width + head * d;
+                &qkv[start..start + d]
+            };
+            for i in 0..t {
+                b.queries[i * d..(i + 1) * d].copy_from_slice(token_row(i, 0));
+                for (c, &k) in token_row(i, 1).iter().enumerate() {
+                    b.keys_t[c * keys16 + i] = k;
+                }
+                b.values[i * dim16..i * dim16 + d].copy_from_slice(token_row(i, 2));
             }
-            b.values[i * dim16..i * dim16 + d].copy_from_slice(token_row(i, 2));
-        }
-        // Scores.
-        for jc in (0..keys16).step_by(64) {
-            let blocks = ((keys16 - jc) / 16).min(4);
-            for ig in (0..b.rows4).step_by(4) {
-                match blocks {
-                    1 => scores_tile::<1>(b, d, ig, jc),
-                    2 => scores_tile::<2>(b, d, ig, jc),
-                    3 => scores_tile::<3>(b, d, ig, jc),
-                    _ => scores_tile::<4>(b, d, ig, jc),
+            // Scores.
+            for jc in (0..keys16).step_by(64) {
+                let blocks = ((keys16 - jc) / 16).min(4);
+                for ig in (0..b.rows4).step_by(4) {
+                    match blocks {
+                        1 => scores_tile::<1>(b, d, ig, jc),
+                        2 => scores_tile::<2>(b, d, ig, jc),
+                        3 => scores_tile::<3>(b, d, ig, jc),
+                        _ => scores_tile::<4>(b, d, ig, jc),
+                    }
                 }
             }
-        }
-        // Softmax over the real keys of each real row; padding keys keep probability 0.
-        for i in 0..t {
-            let row = &mut b.probs[i * keys16..i * keys16 + t];
-            softmax_row(row, mask.map(|m| &m[i * t..(i + 1) * t]), score_scale);
-        }
-        // Output rows.
-        for dc in (0..dim16).step_by(64) {
-            let blocks = ((dim16 - dc) / 16).min(4);
-            for ig in (0..t).step_by(4) {
-                let tile = OutTile {
-                    first_row: ig,
-                    rows: (t - ig).min(4),
-                    first_col: dc,
-                    cols: (d - dc).min(64),
-                    out: out.add((image * t + ig) * width + head * d + dc),
-                    ld: width,
-                };
-                match blocks {
-                    1 => output_tile::<1>(b, t, &tile),
-                    2 => output_tile::<2>(b, t, &tile),
-                    3 => output_tile::<3>(b, t, &tile),
-                    _ => output_tile::<4>(b, t, &tile),
+            // Softmax over the real keys of each real row; padding keys keep probability 0.
+            for i in 0..t {
+                let row = &mut b.probs[i * keys16..i * keys16 + t];
+                softmax_row(row, mask.map(|m| &m[i * t..(i + 1) * t]), score_scale);
+            }
+            // Output rows.
+            for dc in (0..dim16).step_by(64) {
+                let blocks = ((dim16 - dc) / 16).min(4);
+                for ig in (0..t).step_by(4) {
+                    let tile = OutTile {
+                        first_row: ig,
+                        rows: (t - ig).min(4),
+                        first_col: dc,
+                        cols: (d - dc).min(64),
+                        out: out.add((image * t + ig) * width + head * d + dc),
+                        ld: width,
+                    };
+                    match blocks {
+                        1 => output_tile::<1>(b, t, &tile),
+                        2 => output_tile::<2>(b, t, &tile),
+                        3 => output_tile::<3>(b, t, &tile),
+                        _ => output_tile::<4>(b, t, &tile),
+                    }
                 }
             }
         }
     }
 
     /// `probs[ig..ig+4][jc..jc+16B] = q · k` over the head dimension.
+    ///
+    /// # Safety
+    /// `b` holds the head's q rows `ig..ig + 4` and key columns `jc..jc + 16 B` (scratch sized by
+    /// [`TiledScratch`]) for head dimension `d`; the CPU has AVX-512 F.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn scores_tile<const B: usize>(b: &mut TiledScratch, d: usize, ig: usize, jc: usize) {
-        let mut acc = [[_mm512_setzero_ps(); B]; 4];
-        let (q, kt) = (b.queries.as_ptr(), b.keys_t.as_ptr());
-        for c in 0..d {
-            let mut keys = [_mm512_setzero_ps(); B];
-            for (blk, k) in keys.iter_mut().enumerate() {
-                *k = _mm512_loadu_ps(kt.add(c * b.keys16 + jc + 16 * blk));
-            }
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let qv = _mm512_set1_ps(*q.add((ig + r) * d + c));
-                for (a, &k) in acc_row.iter_mut().zip(&keys) {
-                    *a = _mm512_fmadd_ps(qv, k, *a);
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); B]; 4];
+            let (q, kt) = (b.queries.as_ptr(), b.keys_t.as_ptr());
+            for c in 0..d {
+                let mut keys = [_mm512_setzero_ps(); B];
+                for (blk, k) in keys.iter_mut().enumerate() {
+                    *k = _mm512_loadu_ps(kt.add(c * b.keys16 + jc + 16 * blk));
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let qv = _mm512_set1_ps(*q.add((ig + r) * d + c));
+                    for (a, &k) in acc_row.iter_mut().zip(&keys) {
+                        *a = _mm512_fmadd_ps(qv, k, *a);
+                    }
                 }
             }
-        }
-        let probs = b.probs.as_mut_ptr();
-        for (r, acc_row) in acc.iter().enumerate() {
-            for (blk, &a) in acc_row.iter().enumerate() {
-                _mm512_storeu_ps(probs.add((ig + r) * b.keys16 + jc + 16 * blk), a);
+            let probs = b.probs.as_mut_ptr();
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (blk, &a) in acc_row.iter().enumerate() {
+                    _mm512_storeu_ps(probs.add((ig + r) * b.keys16 + jc + 16 * blk), a);
+                }
             }
         }
     }
@@ -330,29 +344,36 @@ mod simd {
     }
 
     /// `out[rows][cols] = Σ_j p[row][j] v[j][cols]` over the `t` real keys.
+    ///
+    /// # Safety
+    /// `tile` names 4 rows and `16 B` columns of an output that exist and that this thread alone writes, and
+    /// `b` holds `t` probability rows and value rows; the CPU has AVX-512 F.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn output_tile<const B: usize>(b: &TiledScratch, t: usize, tile: &OutTile) {
-        let mut acc = [[_mm512_setzero_ps(); B]; 4];
-        let (p, v) = (b.probs.as_ptr(), b.values.as_ptr());
-        for j in 0..t {
-            let mut vals = [_mm512_setzero_ps(); B];
-            for (blk, x) in vals.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(v.add(j * b.dim16 + tile.first_col + 16 * blk));
-            }
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let pv = _mm512_set1_ps(*p.add((tile.first_row + r) * b.keys16 + j));
-                for (a, &x) in acc_row.iter_mut().zip(&vals) {
-                    *a = _mm512_fmadd_ps(pv, x, *a);
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); B]; 4];
+            let (p, v) = (b.probs.as_ptr(), b.values.as_ptr());
+            for j in 0..t {
+                let mut vals = [_mm512_setzero_ps(); B];
+                for (blk, x) in vals.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(v.add(j * b.dim16 + tile.first_col + 16 * blk));
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let pv = _mm512_set1_ps(*p.add((tile.first_row + r) * b.keys16 + j));
+                    for (a, &x) in acc_row.iter_mut().zip(&vals) {
+                        *a = _mm512_fmadd_ps(pv, x, *a);
+                    }
                 }
             }
-        }
-        for (r, acc_row) in acc.iter().enumerate().take(tile.rows) {
-            for (blk, &a) in acc_row.iter().enumerate() {
-                let live = tile.cols.saturating_sub(16 * blk).min(16);
-                if live > 0 {
-                    let mask = ((1u32 << live) - 1) as __mmask16;
-                    _mm512_mask_storeu_ps(tile.out.add(r * tile.ld + 16 * blk), mask, a);
+            for (r, acc_row) in acc.iter().enumerate().take(tile.rows) {
+                for (blk, &a) in acc_row.iter().enumerate() {
+                    let live = tile.cols.saturating_sub(16 * blk).min(16);
+                    if live > 0 {
+                        let mask = ((1u32 << live) - 1) as __mmask16;
+                        _mm512_mask_storeu_ps(tile.out.add(r * tile.ld + 16 * blk), mask, a);
+                    }
                 }
             }
         }
@@ -363,6 +384,8 @@ mod simd {
 mod simd {
     use super::*;
 
+    /// # Safety
+    /// Never called: `avx512_available()` is false off x86_64.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn head(
         _qkv: &[f32],
@@ -374,7 +397,8 @@ mod simd {
         _scratch: &mut TiledScratch,
         _out: *mut f32,
     ) {
-        unreachable!("avx512_available() is false off x86_64")
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe { unreachable!("avx512_available() is false off x86_64") }
     }
 }
 

@@ -136,24 +136,29 @@ impl TileKernel for Bf16Kernel<'_> {
         );
     }
 
+    /// # Safety
+    /// As [`TileKernel::tile`].
     unsafe fn tile(&self, t: &Tile<u32>) {
-        #[cfg(target_arch = "x86_64")]
-        if self.use_simd {
-            return gemm::dispatch_rows!(t.rows, simd::tile, t, self.bias);
-        }
-        // The same arithmetic as `vdpbf16ps`: each pair's two products summed, then added.
-        let mut tile = [[0f32; NR]; MR];
-        for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
-            for p in 0..t.kc {
-                let (x0, x1) = unpair(*t.a.add(p * MR + r));
-                let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
-                for (acc, &w) in tile_row.iter_mut().zip(b) {
-                    let (w0, w1) = unpair(w);
-                    *acc += x0 * w0 + x1 * w1;
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if self.use_simd {
+                return gemm::dispatch_rows!(t.rows, simd::tile, t, self.bias);
+            }
+            // The same arithmetic as `vdpbf16ps`: each pair's two products summed, then added.
+            let mut tile = [[0f32; NR]; MR];
+            for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
+                for p in 0..t.kc {
+                    let (x0, x1) = unpair(*t.a.add(p * MR + r));
+                    let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+                    for (acc, &w) in tile_row.iter_mut().zip(b) {
+                        let (w0, w1) = unpair(w);
+                        *acc += x0 * w0 + x1 * w1;
+                    }
                 }
             }
+            gemm::store_f32_portable(&tile, t, self.bias);
         }
-        gemm::store_f32_portable(&tile, t, self.bias);
     }
 }
 
@@ -175,49 +180,65 @@ mod simd {
     use std::arch::x86_64::*;
 
     /// One `R x NR` tile: `2R` accumulators, two weight vectors, one broadcast pair per row.
+    ///
+    /// # Safety
+    /// As [`super::super::gemm::TileKernel::tile`], with `R == t.rows`; `bias`, on the first block, has at least
+    /// `t.col + t.cols` values; the CPU has AVX-512 F, BW and BF16.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn tile<const R: usize>(t: &Tile<u32>, bias: Option<&[f32]>) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        for p in 0..t.kc {
-            let b0 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                t.b.add(p * NR) as *const _
-            ));
-            let b1 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                t.b.add(p * NR + 16) as *const _,
-            ));
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let x = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
-                    *t.a.add(p * MR + r) as i32,
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for p in 0..t.kc {
+                let b0 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                    t.b.add(p * NR) as *const _,
                 ));
-                acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, b0);
-                acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, b1);
+                let b1 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                    t.b.add(p * NR + 16) as *const _,
+                ));
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let x = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
+                        *t.a.add(p * MR + r) as i32,
+                    ));
+                    acc_row[0] = _mm512_dpbf16_ps(acc_row[0], x, b0);
+                    acc_row[1] = _mm512_dpbf16_ps(acc_row[1], x, b1);
+                }
             }
+            gemm::simd::store_f32(&acc, t, bias);
         }
-        gemm::simd::store_f32(&acc, t, bias);
     }
 
     /// Rounds `src` to bf16 pairs (round to nearest even) 32 values at a time; returns how many pairs it wrote.
+    ///
+    /// # Safety
+    /// `dst` holds at least `src.len() / 2` pairs; the CPU has AVX-512 F and BF16.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn pack_pairs(src: &[f32], dst: &mut [u32]) -> usize {
-        let chunks = src.len() / 32;
-        for c in 0..chunks {
-            let lo = _mm512_loadu_ps(src.as_ptr().add(32 * c));
-            let hi = _mm512_loadu_ps(src.as_ptr().add(32 * c + 16));
-            // Elements of the second operand fill the low half: bf16 values in source order.
-            let packed = _mm512_cvtne2ps_pbh(hi, lo);
-            _mm512_storeu_si512(
-                dst.as_mut_ptr().add(16 * c) as *mut _,
-                std::mem::transmute::<__m512bh, __m512i>(packed),
-            );
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let chunks = src.len() / 32;
+            for c in 0..chunks {
+                let lo = _mm512_loadu_ps(src.as_ptr().add(32 * c));
+                let hi = _mm512_loadu_ps(src.as_ptr().add(32 * c + 16));
+                // Elements of the second operand fill the low half: bf16 values in source order.
+                let packed = _mm512_cvtne2ps_pbh(hi, lo);
+                _mm512_storeu_si512(
+                    dst.as_mut_ptr().add(16 * c) as *mut _,
+                    std::mem::transmute::<__m512bh, __m512i>(packed),
+                );
+            }
+            chunks * 16
         }
-        chunks * 16
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
+    /// # Safety
+    /// Always safe: nothing is written off x86_64.
     pub(super) unsafe fn pack_pairs(_src: &[f32], _dst: &mut [u32]) -> usize {
-        0
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe { 0 }
     }
 }
 

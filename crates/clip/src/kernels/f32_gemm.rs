@@ -72,41 +72,53 @@ impl TileKernel for F32Kernel<'_> {
         dst.copy_from_slice(&self.x[row * self.k..(row + 1) * self.k]);
     }
 
+    /// # Safety
+    /// As [`TileKernel::tile`].
     unsafe fn tile(&self, t: &Tile<f32>) {
-        #[cfg(target_arch = "x86_64")]
-        if self.use_simd {
-            return gemm::dispatch_rows!(t.rows, simd_tile, t, self.bias);
-        }
-        let mut tile = [[0f32; NR]; MR];
-        for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
-            for p in 0..t.kc {
-                let x = *t.a.add(p * MR + r);
-                let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
-                for (acc, w) in tile_row.iter_mut().zip(b) {
-                    *acc += x * w;
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if self.use_simd {
+                return gemm::dispatch_rows!(t.rows, simd_tile, t, self.bias);
+            }
+            let mut tile = [[0f32; NR]; MR];
+            for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
+                for p in 0..t.kc {
+                    let x = *t.a.add(p * MR + r);
+                    let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+                    for (acc, w) in tile_row.iter_mut().zip(b) {
+                        *acc += x * w;
+                    }
                 }
             }
+            gemm::store_f32_portable(&tile, t, self.bias);
         }
-        gemm::store_f32_portable(&tile, t, self.bias);
     }
 }
 
 /// One `R x NR` tile: `2R` accumulators, two weight vectors and one broadcast per row and `k`.
+///
+/// # Safety
+/// As [`TileKernel::tile`], with `R == t.rows`; `bias`, on the first block, has at least
+/// `t.col + t.cols` values; the CPU has AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn simd_tile<const R: usize>(t: &Tile<f32>, bias: Option<&[f32]>) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    for p in 0..t.kc {
-        let b0 = _mm512_loadu_ps(t.b.add(p * NR));
-        let b1 = _mm512_loadu_ps(t.b.add(p * NR + 16));
-        for (r, acc_row) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*t.a.add(p * MR + r));
-            acc_row[0] = _mm512_fmadd_ps(x, b0, acc_row[0]);
-            acc_row[1] = _mm512_fmadd_ps(x, b1, acc_row[1]);
+    // SAFETY: the caller upholds this function's contract (`# Safety` above).
+    unsafe {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for p in 0..t.kc {
+            let b0 = _mm512_loadu_ps(t.b.add(p * NR));
+            let b1 = _mm512_loadu_ps(t.b.add(p * NR + 16));
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*t.a.add(p * MR + r));
+                acc_row[0] = _mm512_fmadd_ps(x, b0, acc_row[0]);
+                acc_row[1] = _mm512_fmadd_ps(x, b1, acc_row[1]);
+            }
         }
+        gemm::simd::store_f32(&acc, t, bias);
     }
-    gemm::simd::store_f32(&acc, t, bias);
 }
 
 #[cfg(test)]

@@ -260,6 +260,10 @@ pub(crate) mod simd {
 
     /// Writes f32 accumulators: `out = acc + bias` on the first block of `k`, else `out += acc`; only the
     /// tile's `cols` columns are touched.
+    ///
+    /// # Safety
+    /// `t` names `R` rows and `t.cols` columns of the output that exist and that this thread alone writes;
+    /// `bias`, on the first block, has at least `t.col + t.cols` values; the CPU has AVX-512 F.
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn store_f32<const R: usize, L>(
@@ -267,29 +271,32 @@ pub(crate) mod simd {
         t: &Tile<L>,
         bias: Option<&[f32]>,
     ) {
-        let (m0, m1) = column_masks(t.cols);
-        let (base0, base1) = match (t.first, bias) {
-            (true, Some(bias)) => {
-                let b = bias.as_ptr().add(t.col);
-                (
-                    _mm512_maskz_loadu_ps(m0, b),
-                    _mm512_maskz_loadu_ps(m1, b.add(16)),
-                )
-            }
-            _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
-        };
-        for (r, acc_row) in acc.iter().enumerate() {
-            let row = t.out.add(r * t.ld);
-            let (c0, c1) = if t.first {
-                (base0, base1)
-            } else {
-                (
-                    _mm512_maskz_loadu_ps(m0, row),
-                    _mm512_maskz_loadu_ps(m1, row.add(16)),
-                )
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let (m0, m1) = column_masks(t.cols);
+            let (base0, base1) = match (t.first, bias) {
+                (true, Some(bias)) => {
+                    let b = bias.as_ptr().add(t.col);
+                    (
+                        _mm512_maskz_loadu_ps(m0, b),
+                        _mm512_maskz_loadu_ps(m1, b.add(16)),
+                    )
+                }
+                _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
             };
-            _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, acc_row[0]));
-            _mm512_mask_storeu_ps(row.add(16), m1, _mm512_add_ps(c1, acc_row[1]));
+            for (r, acc_row) in acc.iter().enumerate() {
+                let row = t.out.add(r * t.ld);
+                let (c0, c1) = if t.first {
+                    (base0, base1)
+                } else {
+                    (
+                        _mm512_maskz_loadu_ps(m0, row),
+                        _mm512_maskz_loadu_ps(m1, row.add(16)),
+                    )
+                };
+                _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, acc_row[0]));
+                _mm512_mask_storeu_ps(row.add(16), m1, _mm512_add_ps(c1, acc_row[1]));
+            }
         }
     }
 }

@@ -209,36 +209,41 @@ impl TileKernel for Int8Kernel<'_> {
         );
     }
 
+    /// # Safety
+    /// As [`TileKernel::tile`].
     unsafe fn tile(&self, t: &Tile<u32>) {
-        #[cfg(target_arch = "x86_64")]
-        if self.use_simd {
-            return gemm::dispatch_rows!(t.rows, simd::tile, t, self);
-        }
-        let mut acc = [[0i32; NR]; MR];
-        for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
-            for p in 0..t.kc {
-                let x = (*t.a.add(p * MR + r)).to_ne_bytes();
-                let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
-                for (a, &w) in acc_row.iter_mut().zip(b) {
-                    let w = w.to_ne_bytes();
-                    for i in 0..4 {
-                        *a += i32::from(x[i]) * i32::from(w[i] as i8);
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if self.use_simd {
+                return gemm::dispatch_rows!(t.rows, simd::tile, t, self);
+            }
+            let mut acc = [[0i32; NR]; MR];
+            for (r, acc_row) in acc.iter_mut().enumerate().take(t.rows) {
+                for p in 0..t.kc {
+                    let x = (*t.a.add(p * MR + r)).to_ne_bytes();
+                    let b = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+                    for (a, &w) in acc_row.iter_mut().zip(b) {
+                        let w = w.to_ne_bytes();
+                        for i in 0..4 {
+                            *a += i32::from(x[i]) * i32::from(w[i] as i8);
+                        }
                     }
                 }
             }
-        }
-        for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
-            let row = t.row + r;
-            let dst = std::slice::from_raw_parts_mut(t.out.add(r * t.ld), t.cols);
-            for (c, (d, &sum)) in dst.iter_mut().zip(acc_row).enumerate() {
-                let col = t.col + c;
-                let (sum, base) = if t.first {
-                    let bias = self.bias.map_or(0.0, |b| b[col]);
-                    (sum - self.row_zero[row] * self.col_sum[col], bias)
-                } else {
-                    (sum, *d)
-                };
-                *d = base + sum as f32 * (self.row_scale[row] * self.col_scale[col]);
+            for (r, acc_row) in acc.iter().enumerate().take(t.rows) {
+                let row = t.row + r;
+                let dst = std::slice::from_raw_parts_mut(t.out.add(r * t.ld), t.cols);
+                for (c, (d, &sum)) in dst.iter_mut().zip(acc_row).enumerate() {
+                    let col = t.col + c;
+                    let (sum, base) = if t.first {
+                        let bias = self.bias.map_or(0.0, |b| b[col]);
+                        (sum - self.row_zero[row] * self.col_sum[col], bias)
+                    } else {
+                        (sum, *d)
+                    };
+                    *d = base + sum as f32 * (self.row_scale[row] * self.col_scale[col]);
+                }
             }
         }
     }
@@ -264,97 +269,116 @@ mod simd {
 
     /// One `R x NR` tile: `2R` i32 accumulators, two weight vectors, one broadcast quad per row; then the
     /// epilogue `out (+)= s_x s_w (acc - z Σq_w) (+ bias)` in the same operation order as the portable loop.
+    ///
+    /// # Safety
+    /// As [`super::super::gemm::TileKernel::tile`], with `R == t.rows`; `k`'s row scales cover the tile's
+    /// rows and its column scales and sums its columns; the CPU has AVX-512 F, BW and VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tile<const R: usize>(t: &Tile<u32>, k: &Int8Kernel) {
-        let mut acc = [[_mm512_setzero_si512(); 2]; R];
-        for p in 0..t.kc {
-            let b0 = _mm512_loadu_si512(t.b.add(p * NR) as *const _);
-            let b1 = _mm512_loadu_si512(t.b.add(p * NR + 16) as *const _);
-            for (r, acc_row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_epi32(*t.a.add(p * MR + r) as i32);
-                acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, b0);
-                acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, b1);
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let mut acc = [[_mm512_setzero_si512(); 2]; R];
+            for p in 0..t.kc {
+                let b0 = _mm512_loadu_si512(t.b.add(p * NR) as *const _);
+                let b1 = _mm512_loadu_si512(t.b.add(p * NR + 16) as *const _);
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(*t.a.add(p * MR + r) as i32);
+                    acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], x, b0);
+                    acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], x, b1);
+                }
             }
-        }
-        let (m0, m1) = column_masks(t.cols);
-        let masks = [m0, m1];
-        let col_scale = k.col_scale.as_ptr().add(t.col);
-        let col_sum = k.col_sum.as_ptr().add(t.col);
-        let sw = [
-            _mm512_maskz_loadu_ps(m0, col_scale),
-            _mm512_maskz_loadu_ps(m1, col_scale.add(16)),
-        ];
-        let cs = [
-            _mm512_maskz_loadu_epi32(m0, col_sum),
-            _mm512_maskz_loadu_epi32(m1, col_sum.add(16)),
-        ];
-        let bias = match (t.first, k.bias) {
-            (true, Some(b)) => {
-                let b = b.as_ptr().add(t.col);
-                [
-                    _mm512_maskz_loadu_ps(m0, b),
-                    _mm512_maskz_loadu_ps(m1, b.add(16)),
-                ]
-            }
-            _ => [_mm512_setzero_ps(); 2],
-        };
-        for (r, acc_row) in acc.iter().enumerate() {
-            let row = t.row + r;
-            let sx = _mm512_set1_ps(*k.row_scale.get_unchecked(row));
-            let zero = _mm512_set1_epi32(*k.row_zero.get_unchecked(row));
-            let out = t.out.add(r * t.ld);
-            for h in 0..2 {
-                let dst = out.add(16 * h);
-                let (sum, base) = if t.first {
-                    (
-                        _mm512_sub_epi32(acc_row[h], _mm512_mullo_epi32(zero, cs[h])),
-                        bias[h],
-                    )
-                } else {
-                    (acc_row[h], _mm512_maskz_loadu_ps(masks[h], dst))
-                };
-                let value = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(sx, sw[h]));
-                _mm512_mask_storeu_ps(dst, masks[h], _mm512_add_ps(base, value));
+            let (m0, m1) = column_masks(t.cols);
+            let masks = [m0, m1];
+            let col_scale = k.col_scale.as_ptr().add(t.col);
+            let col_sum = k.col_sum.as_ptr().add(t.col);
+            let sw = [
+                _mm512_maskz_loadu_ps(m0, col_scale),
+                _mm512_maskz_loadu_ps(m1, col_scale.add(16)),
+            ];
+            let cs = [
+                _mm512_maskz_loadu_epi32(m0, col_sum),
+                _mm512_maskz_loadu_epi32(m1, col_sum.add(16)),
+            ];
+            let bias = match (t.first, k.bias) {
+                (true, Some(b)) => {
+                    let b = b.as_ptr().add(t.col);
+                    [
+                        _mm512_maskz_loadu_ps(m0, b),
+                        _mm512_maskz_loadu_ps(m1, b.add(16)),
+                    ]
+                }
+                _ => [_mm512_setzero_ps(); 2],
+            };
+            for (r, acc_row) in acc.iter().enumerate() {
+                let row = t.row + r;
+                let sx = _mm512_set1_ps(*k.row_scale.get_unchecked(row));
+                let zero = _mm512_set1_epi32(*k.row_zero.get_unchecked(row));
+                let out = t.out.add(r * t.ld);
+                for h in 0..2 {
+                    let dst = out.add(16 * h);
+                    let (sum, base) = if t.first {
+                        (
+                            _mm512_sub_epi32(acc_row[h], _mm512_mullo_epi32(zero, cs[h])),
+                            bias[h],
+                        )
+                    } else {
+                        (acc_row[h], _mm512_maskz_loadu_ps(masks[h], dst))
+                    };
+                    let value = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(sx, sw[h]));
+                    _mm512_mask_storeu_ps(dst, masks[h], _mm512_add_ps(base, value));
+                }
             }
         }
     }
 
     /// The row's minimum and maximum, both clamped to include 0.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn min_max(src: &[f32]) -> (f32, f32) {
-        let chunks = src.len() / 16;
-        let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        for c in 0..chunks {
-            let v = _mm512_loadu_ps(src.as_ptr().add(16 * c));
-            lo = _mm512_min_ps(lo, v);
-            hi = _mm512_max_ps(hi, v);
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let chunks = src.len() / 16;
+            let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for c in 0..chunks {
+                let v = _mm512_loadu_ps(src.as_ptr().add(16 * c));
+                lo = _mm512_min_ps(lo, v);
+                hi = _mm512_max_ps(hi, v);
+            }
+            let (tail_lo, tail_hi) = super::min_max(&src[16 * chunks..]);
+            (
+                _mm512_reduce_min_ps(lo).min(tail_lo),
+                _mm512_reduce_max_ps(hi).max(tail_hi),
+            )
         }
-        let (tail_lo, tail_hi) = super::min_max(&src[16 * chunks..]);
-        (
-            _mm512_reduce_min_ps(lo).min(tail_lo),
-            _mm512_reduce_max_ps(hi).max(tail_hi),
-        )
     }
 
     /// `round(x / s) + z` clamped to 0..=255, 16 values at a time (round-to-nearest-even, as the scalar tail);
     /// returns how many values it wrote.
+    ///
+    /// # Safety
+    /// `dst` holds at least `src.len()` bytes; the CPU has AVX-512 F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn quantize(src: &[f32], inv_scale: f32, zero: f32, dst: &mut [u8]) -> usize {
-        let chunks = src.len() / 16;
-        let (inv, z) = (_mm512_set1_ps(inv_scale), _mm512_set1_ps(zero));
-        let (floor, ceil) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
-        for c in 0..chunks {
-            let v = _mm512_add_ps(
-                _mm512_mul_ps(_mm512_loadu_ps(src.as_ptr().add(16 * c)), inv),
-                z,
-            );
-            let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), floor), ceil);
-            _mm_storeu_si128(
-                dst.as_mut_ptr().add(16 * c) as *mut _,
-                _mm512_cvtepi32_epi8(q),
-            );
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            let chunks = src.len() / 16;
+            let (inv, z) = (_mm512_set1_ps(inv_scale), _mm512_set1_ps(zero));
+            let (floor, ceil) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+            for c in 0..chunks {
+                let v = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_loadu_ps(src.as_ptr().add(16 * c)), inv),
+                    z,
+                );
+                let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), floor), ceil);
+                _mm_storeu_si128(
+                    dst.as_mut_ptr().add(16 * c) as *mut _,
+                    _mm512_cvtepi32_epi8(q),
+                );
+            }
+            chunks * 16
         }
-        chunks * 16
     }
 }
 
