@@ -5,11 +5,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // Modules in layer order (tests/layers.rs): each uses only those above it.
+mod report;
+mod progress;
+mod json_list;
 mod args;
 mod commands;
-mod json_list;
-mod progress;
-mod report;
 
 use clap::Parser;
 

@@ -14,18 +14,18 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::missing_safety_doc)]
 // Modules in layer order (tests/layers.rs): each uses only those above it.
-mod coeffs;
-mod config;
-mod convert;
-mod decode;
 mod error;
-mod geometry;
 mod image;
-mod nearest;
+mod config;
+mod decode;
+mod geometry;
+mod convert;
 mod normalize;
+mod coeffs;
 mod plane;
-mod resample;
+mod nearest;
 mod resample_u8;
+mod resample;
 mod resize;
 
 // Links libjpeg (the C shim in csrc/ calls into it).

@@ -15,21 +15,21 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::missing_safety_doc)]
 // Modules in layer order (tests/layers.rs): each uses only those above it.
-mod bpe;
-mod bytes_unicode;
-mod clean;
-mod error;
-mod ftfy;
 mod generated;
-mod hf_normalize;
-mod html_unescape;
-mod nfc;
-mod pretokenize;
+mod bytes_unicode;
+mod error;
 mod python_str;
+mod nfc;
+mod html_unescape;
+mod hf_normalize;
+mod ftfy;
+mod clean;
+mod pretokenize;
+mod vocab_files;
+mod bpe;
+mod tokenizer;
 #[cfg(test)]
 mod reference_steps;
-mod tokenizer;
-mod vocab_files;
 
 pub use clean::clean_text;
 pub use error::TokenizerError;
