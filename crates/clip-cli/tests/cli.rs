@@ -2,9 +2,8 @@
 //! originals (scripts/fixtures/gen_cli.py: clip-anytorch preprocessing and tokenizer, transformers CLIPModel).
 
 mod common;
-use common::{clip, root, stderr, stdout};
+use common::{assert_close, clip, root, stderr, stdout, tempdir};
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
@@ -25,23 +24,6 @@ fn floats(value: &Value) -> Vec<f32> {
 
 fn matrix(value: &Value) -> Vec<Vec<f32>> {
     value.as_array().unwrap().iter().map(floats).collect()
-}
-
-/// max |a - b| <= 1e-4 x max |b| (the project's bar for features and logits).
-fn assert_close(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: row count");
-    let scale = expected.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
-    let mut worst = 0f32;
-    for (a, e) in actual.iter().zip(expected) {
-        assert_eq!(a.len(), e.len(), "{what}: row width");
-        for (x, y) in a.iter().zip(e) {
-            worst = worst.max((x - y).abs());
-        }
-    }
-    assert!(
-        worst <= 1e-4 * scale,
-        "{what}: max |diff| {worst} > 1e-4 x {scale}"
-    );
 }
 
 /// A one-line error: no panic, no backtrace.
@@ -359,13 +341,6 @@ fn usage_errors_exit_with_two() {
     let help = clip(&["classify", "--help"]);
     assert!(help.status.success());
     assert!(stdout(&help).contains("--labels"));
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clip-cli-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

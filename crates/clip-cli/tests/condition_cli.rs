@@ -2,7 +2,7 @@
 //! prompts (references from scripts/fixtures/gen_conditioning.py, diffusers 0.42.1), in the documented order.
 
 mod common;
-use common::{clip, root};
+use common::{assert_close_flat, clip, root, tempdir};
 
 use std::path::PathBuf;
 
@@ -29,23 +29,8 @@ fn tensor(file: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
     (view.shape().to_vec(), f32s(view.data()))
 }
 
-fn assert_rows_equal(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: size");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let worst = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        worst <= 1e-4 * scale,
-        "{what}: max |diff| {worst} > 1e-4 x {scale}"
-    );
-}
-
 fn tempfile(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clip-condition-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    tempdir("condition").join(name)
 }
 
 #[test]
@@ -93,7 +78,7 @@ fn sdxl_file_matches_diffusers_with_negative_prompt_and_clip_skip() {
         .iter()
         .enumerate()
     {
-        assert_rows_equal(
+        assert_close_flat(
             &cond[r * row..(r + 1) * row],
             want,
             &format!("conditioning row {r}"),
@@ -108,7 +93,7 @@ fn sdxl_file_matches_diffusers_with_negative_prompt_and_clip_skip() {
         .iter()
         .enumerate()
     {
-        assert_rows_equal(
+        assert_close_flat(
             &pooled[r * width..(r + 1) * width],
             want,
             &format!("pooled row {r}"),
@@ -154,7 +139,7 @@ fn long_prompts_are_truncated_with_a_warning() {
     let reference = SafeTensors::deserialize(&reference_bytes).unwrap();
     let (_, cond) = tensor(&file, "conditioning");
     let (_, positive) = tensor(&reference, "case3.prompt_embeds");
-    assert_rows_equal(&cond[..positive.len()], &positive, "truncated prompt");
+    assert_close_flat(&cond[..positive.len()], &positive, "truncated prompt");
 }
 
 #[test]

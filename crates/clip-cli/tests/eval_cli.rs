@@ -3,7 +3,7 @@
 //! (open_clip's `build_zero_shot_classifier`, clip-anytorch preprocessing, scikit-learn's LogisticRegression).
 
 mod common;
-use common::{clip, root, stderr, stdout};
+use common::{clip, root, stderr, stdout, tempdir};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -18,7 +18,7 @@ fn reference() -> Value {
 }
 
 fn temp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("clip-eval-test-{}-{name}", std::process::id()))
+    tempdir("eval").join(name)
 }
 
 fn json(output: &Output) -> Value {

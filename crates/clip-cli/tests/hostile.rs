@@ -4,7 +4,7 @@
 //! stderr (or handled), and no output file is replaced by anything but a complete file.
 
 mod common;
-use common::{clip, clip_with_stdin, clip_within, root, stderr, stdout};
+use common::{clip, clip_with_stdin, clip_within, root, stderr, stdout, tempdir};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,13 +12,6 @@ use std::time::Duration;
 
 const MODEL: &str = "fixtures/models/hf_tiny_quickgelu";
 const IMAGE: &str = "examples/cat.jpg";
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clip-hostile-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Exit code `code`, a one-line `error:` naming `mentions`, no panic or backtrace.
 fn assert_refused(output: &Output, code: i32, mentions: &str) {

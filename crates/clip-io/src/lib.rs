@@ -14,6 +14,8 @@ mod error;
 mod limits;
 mod read;
 mod write;
+#[cfg(test)]
+mod test_util;
 
 pub use error::FileError;
 pub use limits::{limit, parse_size, set_limit, Input};

@@ -141,13 +141,7 @@ pub(crate) fn describe(meta: &Metadata) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("clip-io-read-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::test_util::temp_dir;
 
     #[test]
     fn regular_files_are_read_whole() {

@@ -51,6 +51,8 @@ pub mod bench;
 pub mod conditioning;
 pub mod zeroshot;
 // Layer 9
+#[cfg(test)]
+mod test_util;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;

@@ -18,8 +18,10 @@ use serde_json::Value;
 /// Tolerance from DESIGN.md: max |diff| <= 1e-4 x max |reference|.
 const REL_TOL: f32 = 1e-4;
 
+mod common;
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/conditioning")
+    common::fixtures().join("conditioning")
 }
 
 fn cases() -> Value {
@@ -272,7 +274,8 @@ fn saved_file_holds_the_tensors() {
     let out = c
         .get_text_conditioning("a cat", 1, 7.5, Some("a dog"))
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("clip-conditioning-{}", std::process::id()));
+    let tmp = common::TempDir::new("clip-conditioning");
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cond.safetensors");
     out.save_safetensors(&path, Preset::Sdxl).unwrap();
@@ -358,7 +361,8 @@ fn single_file_errors_name_the_problem() {
 fn single_file_is_strict_only_about_text_encoder_tensors() {
     let src = fixtures().join("sd1.safetensors");
     let mut tensors = candle_core::safetensors::load(&src, &Device::Cpu).unwrap();
-    let dir = std::env::temp_dir().join(format!("clip-conditioning-strict-{}", std::process::id()));
+    let tmp = common::TempDir::new("clip-conditioning-strict");
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let config = fixtures().join("sd1");
     let options = ConditionerOptions {
@@ -436,8 +440,8 @@ fn transformers5_layout_and_fp16_variant_load() {
     // also ship `model.fp16.safetensors` variants. Both must give the published layout's numbers.
     let src = fixtures().join("sd1");
     let refs = reference(Preset::Sd1);
-    let dir = std::env::temp_dir().join(format!("clip-conditioning-layout-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = common::TempDir::new("clip-conditioning-layout");
+    let dir = tmp.path().to_path_buf();
     copy_tree(&src, &dir);
     let weights = dir.join("text_encoder/model.safetensors");
     let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -67,12 +66,7 @@ fn serve(files: HashMap<String, Vec<u8>>, truncate: Vec<String>) -> (String, Arc
     (address, requests)
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clip-hub-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
 
 #[test]
 fn downloads_into_the_hf_cache_then_works_offline() {
@@ -84,7 +78,8 @@ fn downloads_into_the_hf_cache_then_works_offline() {
     let (endpoint, requests) = serve(files, vec!["broken.bin".into()]);
     // The only test in this binary, so setting the process environment is safe.
     std::env::set_var("HF_ENDPOINT", &endpoint);
-    let cache = temp_dir("cache");
+    let cache_dir = common::TempDir::new("hub-cache");
+    let cache = cache_dir.path().to_path_buf();
     let online = HubOptions {
         cache_dir: Some(cache.clone()),
         ..HubOptions::default()

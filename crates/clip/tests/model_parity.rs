@@ -9,12 +9,10 @@ use candle_core::{DType, Device, Tensor};
 use clip::{ClipError, ClipModel, Precision, TextPooling, VisionTowerConfig};
 
 mod common;
-use common::{check, check_model, ids, load_model, reference};
+use common::{check, check_model, ids, load_model, reference, TempDir};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/models")
-        .join(name)
+    common::fixture("models", name)
 }
 
 /// Everything a fixture's reference holds: features, logits, and texts shorter than the context.
@@ -65,25 +63,6 @@ fn bf16_safetensors_parity() {
     let dir = fixture("hf_odd_gelu_bf16");
     let model = load_model(&dir, Precision::F32).unwrap();
     check_fixture("hf_odd_gelu_bf16", &model, &reference(&dir));
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("clip-model-parity-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

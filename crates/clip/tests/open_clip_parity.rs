@@ -11,9 +11,7 @@ mod common;
 use common::{check_model, reference};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/open_clip")
-        .join(name)
+    common::fixture("open_clip", name)
 }
 
 fn config_path(dir: &Path) -> String {

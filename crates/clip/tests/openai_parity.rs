@@ -13,9 +13,7 @@ mod common;
 use common::{check_model, reference};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/openai")
-        .join(name)
+    common::fixture("openai", name)
 }
 
 fn load_path(path: &Path) -> clip::Result<Clip> {
@@ -100,7 +98,8 @@ fn hostile_pickle_is_refused() {
 
 #[test]
 fn truncated_archive_is_an_error() {
-    let dir = std::env::temp_dir().join(format!("clip-openai-trunc-{}", std::process::id()));
+    let tmp = common::TempDir::new("clip-openai-trunc");
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let bytes = std::fs::read(fixture("vit").join("model.pt")).unwrap();
     for keep in [bytes.len() / 2, bytes.len() - 10, 100] {
@@ -112,7 +111,6 @@ fn truncated_archive_is_an_error() {
         assert!(matches!(err, ClipError::Checkpoint { .. }), "{msg}");
         assert!(!msg.contains('\n'));
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Full-size random stand-ins of the nine released models, written on demand by scripts/make_full_openai.py into

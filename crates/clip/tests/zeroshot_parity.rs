@@ -3,7 +3,7 @@
 //! text features and `clip.tokenize`), an ImageFolder / CSV evaluation with clip-anytorch preprocessing, and
 //! scikit-learn's `LogisticRegression` swept over C on the same validation split.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clip::zeroshot::prompts::{builtin_classes, builtin_templates};
 use clip::zeroshot::{fit_probe, Classifier, Dataset, EvalReport, ModelIdentity, ProbeOptions};
@@ -11,11 +11,10 @@ use clip::Clip;
 use safetensors::SafeTensors;
 use serde_json::Value;
 
+mod common;
+
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    common::fixtures().join("..")
 }
 
 fn fixtures() -> PathBuf {

@@ -122,6 +122,38 @@ fn kill(pid: u32) {
 #[cfg(not(unix))]
 fn kill(_: u32) {}
 
+/// The project's bar for features and logits: max |diff| <= 1e-4 x max |reference|.
+pub fn assert_close_flat(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: size");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: max |diff| {worst} > 1e-4 x {scale}"
+    );
+}
+
+/// [`assert_close_flat`] over rows of equal width.
+pub fn assert_close(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: row count");
+    for (a, e) in actual.iter().zip(expected) {
+        assert_eq!(a.len(), e.len(), "{what}: row width");
+    }
+    let flat = |rows: &[Vec<f32>]| rows.concat();
+    assert_close_flat(&flat(actual), &flat(expected), what);
+}
+
+/// A fresh temporary directory for one test (unique to the process and `tag`).
+pub fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clip-cli-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }

@@ -86,12 +86,7 @@ pub(crate) fn download_openai(name: &str, options: &HubOptions) -> Result<PathBu
 mod tests {
     use super::super::download::copy_verified;
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("clip-openai-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::test_util::temp_dir;
 
     #[test]
     fn offline_uses_a_verified_cache_and_rejects_a_wrong_hash() {

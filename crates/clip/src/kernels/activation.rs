@@ -89,7 +89,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::lcg;
+    use crate::test_util::lcg;
 
     #[test]
     fn exp_is_within_two_ulp_of_libm_and_zero_below_range() {

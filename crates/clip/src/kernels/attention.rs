@@ -405,7 +405,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::lcg;
+    use crate::test_util::lcg;
 
     /// f64 softmax(q k^T * scale + mask) v per (image, head).
     fn reference(qkv: &[f32], s: AttentionShape, scale: f64, mask: Option<&[f32]>) -> Vec<f32> {

@@ -245,7 +245,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::{lcg, max_abs_diff};
+    use crate::test_util::{lcg, max_abs_diff};
 
     /// f64 reference over the bf16-rounded operands: the kernel may differ only by f32 summation rounding.
     fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: &[f32]) -> Vec<f32> {

@@ -124,7 +124,7 @@ unsafe fn simd_tile<const R: usize>(t: &Tile<f32>, bias: Option<&[f32]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::{lcg, max_abs_diff};
+    use crate::test_util::{lcg, max_abs_diff};
 
     fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; m * n];

@@ -385,7 +385,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::{lcg, max_abs_diff};
+    use crate::test_util::{lcg, max_abs_diff};
 
     /// Every row quantised, row-major quads.
     struct QuantRows {

@@ -63,7 +63,7 @@ fn normalise_row(src: &[f32], weight: &[f32], bias: &[f32], eps: f32, dst: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::{lcg, max_abs_diff};
+    use crate::test_util::{lcg, max_abs_diff};
 
     fn reference(x: &[f32], dim: usize, w: &[f32], b: &[f32], eps: f64) -> Vec<f32> {
         x.chunks(dim)

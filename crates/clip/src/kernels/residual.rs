@@ -22,7 +22,7 @@ pub fn add_assign(out: &mut [f32], residual: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_util::lcg;
+    use crate::test_util::lcg;
 
     #[test]
     fn adds_every_value_in_small_and_split_buffers() {

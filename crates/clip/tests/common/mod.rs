@@ -3,12 +3,44 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use clip::{Clip, ClipModel, LoadOptions, Precision};
 
 pub const REL_TOL: f32 = 1e-4;
+
+/// `fixtures/` at the repository root.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// `fixtures/<group>/<name>`.
+pub fn fixture(group: &str, name: &str) -> PathBuf {
+    fixtures().join(group).join(name)
+}
+
+/// A temporary directory (unique to the process and `tag`) removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("clip-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The model of any model string or path (`Clip::load` without the tokenizer and preprocessing).
 pub fn load_model(path: &Path, precision: Precision) -> clip::Result<ClipModel> {
