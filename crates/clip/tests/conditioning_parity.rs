@@ -15,7 +15,7 @@ use clip::conditioning::{
 use clip::ClipError;
 use serde_json::Value;
 
-/// Tolerance from DESIGN.md: max |diff| <= 1e-4 x max |reference|.
+/// Tolerance from ARCHITECTURE.md: max |diff| <= 1e-4 x max |reference|.
 const REL_TOL: f32 = 1e-4;
 
 mod common;

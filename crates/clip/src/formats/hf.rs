@@ -314,7 +314,7 @@ pub(crate) fn parse_preprocessor_config(
     }
     if let Some(v) = given("resample") {
         // Pillow's filters: NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING. Every checkpoint is
-        // preprocessed with OpenAI's bicubic pipeline (see DESIGN.md), but a value outside Pillow's set is a
+        // preprocessed with OpenAI's bicubic pipeline (see ARCHITECTURE.md), but a value outside Pillow's set is a
         // broken config, not a choice.
         if as_usize(v).is_none_or(|n| n > 5) {
             return Err(s.bad("resample", "a Pillow filter number from 0 to 5", v));

@@ -1,4 +1,4 @@
-//! What the parity tests share: the reference files, the project's tolerance (DESIGN.md: max |diff| <= 1e-4 x
+//! What the parity tests share: the reference files, the project's tolerance (ARCHITECTURE.md: max |diff| <= 1e-4 x
 //! max |reference|) and the features-and-logits comparison every model family goes through.
 #![allow(dead_code)]
 
