@@ -146,10 +146,10 @@ pub fn assert_close(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) {
     assert_close_flat(&flat(actual), &flat(expected), what);
 }
 
-/// A fresh temporary directory for one test (unique to the process and `tag`).
+/// A temporary directory unique to the process and `tag` (created if missing, never wiped: tests running in
+/// parallel may share a tag).
 pub fn tempdir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("clip-cli-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
