@@ -92,6 +92,36 @@ pub fn resize_crop_rgb(image: &PilImage, size: u32) -> Result<RgbImage, Preproce
     })
 }
 
+/// torchvision's `resized_crop(image, top, left, height, width, (size, size), BICUBIC)` on a PIL image (Pillow's
+/// `crop` then `resize`), then RGB: the uint8 image `RandomResizedCrop` hands to `ToTensor` in open_clip's training
+/// transform. The box must lie inside the image.
+pub fn crop_resize_rgb(
+    image: &PilImage,
+    left: u32,
+    top: u32,
+    width: u32,
+    height: u32,
+    size: u32,
+) -> Result<RgbImage, PreprocessError> {
+    config::check_size(size)?;
+    let inside = u64::from(left) + u64::from(width) <= u64::from(image.width())
+        && u64::from(top) + u64::from(height) <= u64::from(image.height());
+    if width == 0 || height == 0 || !inside {
+        return Err(PreprocessError::InvalidArgument(format!(
+            "crop box {width}x{height} at ({left}, {top}) is not inside the {}x{} image",
+            image.width(),
+            image.height()
+        )));
+    }
+    let cropped = geometry::crop(image, i64::from(left), i64::from(top), width, height);
+    let resized = resize_bicubic(&cropped, size, size)?;
+    Ok(RgbImage {
+        width: size,
+        height: size,
+        data: convert::to_rgb(&resized)?,
+    })
+}
+
 /// `open` + `resize_crop_rgb` + `normalize`: `3 * size * size` floats, CHW.
 pub fn preprocess_path(
     path: &Path,

@@ -69,6 +69,32 @@ impl Tokenizer {
             .clone()
     }
 
+    /// OpenAI's vocabulary as the Hugging Face `vocab.json` and `merges.txt` texts (ids in order, merges after a
+    /// `#version: 0.2` line), for writing a model directory that transformers' `CLIPTokenizer` reads.
+    pub fn openai_vocab_merges() -> (String, String) {
+        // The embedded file is part of this crate and checked by its tests.
+        let files = parse_bpe_gz(OPENAI_BPE, Path::new(OPENAI_FILE_NAME))
+            .expect("the embedded CLIP vocabulary is valid");
+        let mut ids: Vec<(&u32, &String)> = files.decoder.iter().collect();
+        ids.sort_unstable();
+        let entries: Vec<String> = ids
+            .iter()
+            .map(|(id, token)| {
+                let key = serde_json::to_string(token).expect("a string serialises");
+                format!("{key}: {id}")
+            })
+            .collect();
+        let vocab = format!("{{{}}}\n", entries.join(", "));
+        let mut merges = String::from("#version: 0.2\n");
+        for (a, b) in &files.merges {
+            merges.push_str(a);
+            merges.push(' ');
+            merges.push_str(b);
+            merges.push('\n');
+        }
+        (vocab, merges)
+    }
+
     /// From a `bpe_simple_vocab_16e6.txt.gz`-style merges file.
     pub fn from_bpe_gz(path: &Path) -> Result<Tokenizer, TokenizerError> {
         Tokenizer::from_files(parse_bpe_gz(&read_bytes(path)?, path)?)

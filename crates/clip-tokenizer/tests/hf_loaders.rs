@@ -186,3 +186,19 @@ fn malformed_files_are_format_errors() {
     let err = Tokenizer::from_path(&other).unwrap_err();
     assert!(matches!(err, TokenizerError::Format { .. }), "{err}");
 }
+
+#[test]
+fn written_vocabulary_files_equal_transformers_files() {
+    let (vocab, merges) = Tokenizer::openai_vocab_merges();
+    let ours: serde_json::Value = serde_json::from_str(&vocab).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&common::read_fixture("hf/vocab.json.gz")).unwrap();
+    assert_eq!(ours, theirs);
+    let theirs = String::from_utf8(common::read_fixture("hf/merges.txt.gz")).unwrap();
+    assert_eq!(merges.trim_end(), theirs.trim_end());
+    let dir = TempDir::new("written-vocab");
+    std::fs::write(dir.join("vocab.json"), vocab).unwrap();
+    std::fs::write(dir.join("merges.txt"), merges).unwrap();
+    let tok = Tokenizer::from_model_dir(&dir).unwrap().unwrap();
+    assert_matches_reference(&tok, "written files");
+}

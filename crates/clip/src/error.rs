@@ -33,6 +33,12 @@ pub enum ClipError {
     Download { url: String, reason: String },
     #[error("{0}")]
     InvalidInput(String),
+    /// A training run stopped on request before its last step (its checkpoints stay; `--resume` continues).
+    #[error("training stopped after step {step}")]
+    Stopped { step: u64 },
+    /// Training or validation data that cannot be used (no rows, a missing column, not a tar archive).
+    #[error("data {name}: {reason}")]
+    Data { name: String, reason: String },
     #[error("the classifier was made with model {expected}, not with the loaded model {found}; rebuild it for this model")]
     ModelMismatch { expected: String, found: String },
     /// A file that could not be read or written (missing, not a regular file, over its size limit, disk full).

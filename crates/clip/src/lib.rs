@@ -20,7 +20,7 @@
 //! 5. `registry` — published models as data
 //! 6. `hub` — downloads and caches
 //! 7. `bundle` — [`Clip`]: model + tokenizer + preprocessing, what `clip.load` returns
-//! 8. `zeroshot`, `conditioning`, `bench` — capabilities over the bundle
+//! 8. `conditioning`, `zeroshot`, `train`, `bench` — capabilities over the bundle
 //! 9. `fuzz` — entry points of the fuzz suite (feature `fuzz`)
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -47,9 +47,10 @@ pub mod hub;
 // Layer 7
 mod bundle;
 // Layer 8
-pub mod bench;
 pub mod conditioning;
 pub mod zeroshot;
+pub mod train;
+pub mod bench;
 // Layer 9
 #[cfg(test)]
 mod test_util;

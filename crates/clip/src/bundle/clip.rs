@@ -77,6 +77,23 @@ impl Clip {
         })
     }
 
+    /// A bundle of parts already at hand (training evaluates the model it is updating).
+    pub(crate) fn from_parts(
+        model: ClipModel,
+        tokenizer: Tokenizer,
+        preprocess: PreprocessConfig,
+        source: PathBuf,
+    ) -> Self {
+        Self {
+            device: Device::Cpu,
+            model,
+            tokenizer,
+            preprocess,
+            source,
+            files: Vec::new(),
+        }
+    }
+
     pub fn model(&self) -> &ClipModel {
         &self.model
     }

@@ -10,7 +10,7 @@ use clip_tokenizer::Tokenizer;
 
 use crate::error::{ClipError, Result};
 use crate::formats::open_clip::PreprocessCfg;
-use crate::formats::{hf, open_clip, openai};
+use crate::formats::{hf, open_clip, openai, Opened};
 use crate::hub::repo::{HubRepo, Need};
 use crate::hub::{self, HubOptions};
 use crate::kernels::Precision;
@@ -24,6 +24,18 @@ const HF_CONFIG: &str = "config.json";
 const HF_PREPROCESSOR: &str = "preprocessor_config.json";
 const HF_WEIGHTS: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
 const TOKENIZER_FILES: [&str; 3] = ["tokenizer.json", "vocab.json", "merges.txt"];
+
+/// A model's checkpoint opened from its source (not yet built), with what belongs to it.
+pub(crate) struct OpenedModel {
+    pub opened: Opened,
+    pub preprocess: PreprocessConfig,
+    /// A directory whose tokenizer files (if any) go with the model.
+    pub tokenizer_dir: Option<PathBuf>,
+    /// The directory or file the model was read from.
+    pub origin: PathBuf,
+    /// The files that determine the model's outputs (config and weights), for identifying it.
+    pub files: Vec<PathBuf>,
+}
 
 /// A model loaded from its source, with what belongs to it.
 pub(crate) struct LoadedModel {
@@ -175,30 +187,43 @@ impl ModelSource {
     /// Fetches what is missing (downloads with progress, verified, cached) and loads the model, its linear
     /// layers packed for `precision` as they load.
     pub(crate) fn load(&self, hub: &HubOptions, precision: Precision) -> Result<LoadedModel> {
+        let opened = self.open(hub, precision)?;
+        Ok(LoadedModel {
+            model: opened.opened.build()?,
+            preprocess: opened.preprocess,
+            tokenizer_dir: opened.tokenizer_dir,
+            origin: opened.origin,
+            files: opened.files,
+        })
+    }
+
+    /// Fetches what is missing and opens the checkpoint in the model's layout, `precision` chosen for the linear
+    /// layers a model built from it packs.
+    pub(crate) fn open(&self, hub: &HubOptions, precision: Precision) -> Result<OpenedModel> {
         match self {
             Self::OpenAiName(name) => {
                 let file = hub::openai::download_openai(name, hub)?;
-                Self::OpenAiFile(file).load(hub, precision)
+                Self::OpenAiFile(file).open(hub, precision)
             }
             Self::OpenAiFile(file) => {
-                let ckpt = openai::load(file, precision)?;
-                Ok(LoadedModel {
+                let (opened, _) = openai::open(file, precision)?;
+                Ok(OpenedModel {
                     preprocess: PreprocessConfig {
-                        size: ckpt.config.vision.image_size() as u32,
+                        size: opened.config.vision.image_size() as u32,
                         ..PreprocessConfig::default()
                     },
-                    model: ckpt.model,
+                    opened,
                     tokenizer_dir: None,
                     origin: file.clone(),
                     files: vec![file.clone()],
                 })
             }
-            Self::HfDir(dir) => load_hf_dir(dir, precision),
-            Self::HfHub(repo) => load_hf_dir(&hf_snapshot(repo, hub, true)?, precision),
+            Self::HfDir(dir) => open_hf_dir(dir, precision),
+            Self::HfHub(repo) => open_hf_dir(&hf_snapshot(repo, hub, true)?, precision),
             Self::OpenClipDir(dir) => {
                 let weights = first_file(dir, &open_clip::WEIGHT_FILES)?;
                 let config = dir.join(open_clip::CONFIG_FILE);
-                load_open_clip(
+                open_open_clip(
                     &config.to_string_lossy(),
                     &weights,
                     None,
@@ -210,14 +235,14 @@ impl ModelSource {
             }
             Self::OpenClipHub(repo) => {
                 let dir = open_clip_snapshot(repo, hub, true)?;
-                Self::OpenClipDir(dir).load(hub, precision)
+                Self::OpenClipDir(dir).open(hub, precision)
             }
             Self::OpenClipFile { config, weights } => {
                 let mut files = vec![weights.clone()];
                 if Path::new(config).is_file() {
                     files.insert(0, PathBuf::from(config));
                 }
-                load_open_clip(
+                open_open_clip(
                     config,
                     weights,
                     None,
@@ -230,7 +255,7 @@ impl ModelSource {
             Self::OpenClipPretrained { arch, tag, repo } => {
                 let dir = open_clip_snapshot(repo, hub, false)?;
                 let weights = first_file(&dir, &open_clip::WEIGHT_FILES)?;
-                load_open_clip(
+                open_open_clip(
                     arch,
                     &weights,
                     pretrained_entry(arch, tag),
@@ -321,12 +346,12 @@ fn preprocess_config_for(dir: &Path) -> Result<PreprocessConfig> {
     Ok(PreprocessConfig::default())
 }
 
-fn load_hf_dir(dir: &Path, precision: Precision) -> Result<LoadedModel> {
-    let model = hf::load(dir, precision)?;
+fn open_hf_dir(dir: &Path, precision: Precision) -> Result<OpenedModel> {
+    let opened = hf::open(dir, precision)?;
     let preprocess = preprocess_config_for(dir)?;
     let files = hf::model_files(dir)?;
-    Ok(LoadedModel {
-        model,
+    Ok(OpenedModel {
+        opened,
         preprocess,
         tokenizer_dir: Some(dir.to_path_buf()),
         origin: dir.to_path_buf(),
@@ -396,7 +421,7 @@ fn pretrained_entry(arch: &str, tag: &str) -> Option<&'static PretrainedCfg> {
 
 /// Loads open_clip weights with the config `config` names (see [`resolve_config`]); the preprocessing comes from
 /// the config file's `preprocess_cfg`, else from the pretrained `entry`, else OpenAI's.
-fn load_open_clip(
+fn open_open_clip(
     config: &str,
     weights: &Path,
     entry: Option<&PretrainedCfg>,
@@ -404,13 +429,13 @@ fn load_open_clip(
     origin: PathBuf,
     files: Vec<PathBuf>,
     precision: Precision,
-) -> Result<LoadedModel> {
+) -> Result<OpenedModel> {
     let (arch, from_file) = resolve_config(config)?;
     let size = arch.vision.image_size() as u32;
     let preprocess = preprocess_from(from_file.as_ref().or(entry.map(|e| &e.preprocess)), size)?;
-    let model = open_clip::load(arch, weights, precision)?;
-    Ok(LoadedModel {
-        model,
+    let opened = open_clip::open(arch, weights, precision)?;
+    Ok(OpenedModel {
+        opened,
         preprocess,
         tokenizer_dir,
         origin,

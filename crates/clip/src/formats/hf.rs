@@ -9,10 +9,11 @@ use clip_preprocess::{PreprocessConfig, OPENAI_MEAN, OPENAI_STD};
 use serde_json::{Map, Value};
 
 use crate::error::{ClipError, Result};
+use crate::formats::{Opened, StoredNames};
 use crate::json::{as_usize, read_json, Fields, Nulls};
 use crate::kernels::Precision;
 use crate::model::{
-    Activation, ClipConfig, ClipModel, TextConfig, TextPooling, VisionConfig, VisionTowerConfig,
+    Activation, ClipConfig, TextConfig, TextPooling, VisionConfig, VisionTowerConfig,
 };
 use crate::weights::{pytorch, safetensors, TensorStore};
 
@@ -23,7 +24,7 @@ pub(crate) const PYTORCH_FILE: &str = "pytorch_model.bin";
 pub(crate) const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 
 /// Buffers that published checkpoints carry but the model recomputes (`torch.arange`); skipped by name.
-const HARMLESS_BUFFERS: [&str; 2] = [
+pub(crate) const HARMLESS_BUFFERS: [&str; 2] = [
     "text_model.embeddings.position_ids",
     "vision_model.embeddings.position_ids",
 ];
@@ -209,22 +210,16 @@ pub(crate) fn model_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Builds a [`ClipModel`] from a store holding a `CLIPModel` state dict, then rejects leftover tensors.
-pub(crate) fn model_from_store(store: &TensorStore, config: ClipConfig) -> Result<ClipModel> {
-    let model = ClipModel::load(&store.root(), config)?;
-    for name in HARMLESS_BUFFERS {
-        store.skip(name);
-    }
-    store.finish()?;
-    Ok(model)
-}
-
-/// Loads a Hugging Face `CLIPModel` directory (`config.json` + `model.safetensors` or `pytorch_model.bin`),
-/// its linear layers packed for `precision`.
-pub(crate) fn load(dir: &Path, precision: Precision) -> Result<ClipModel> {
+/// Opens a Hugging Face `CLIPModel` directory (`config.json` + `model.safetensors` or `pytorch_model.bin`) in
+/// `precision`.
+pub(crate) fn open(dir: &Path, precision: Precision) -> Result<Opened> {
     let config = read_config(&dir.join(CONFIG_FILE))?;
     let store = open_weights(dir, precision)?;
-    model_from_store(&store, config)
+    Ok(Opened {
+        store,
+        config,
+        names: StoredNames::Model,
+    })
 }
 
 /// Reads `preprocessor_config.json` (`CLIPImageProcessor` or the older `CLIPFeatureExtractor` format) into the
@@ -351,6 +346,92 @@ pub(crate) fn parse_preprocessor_config(
     })
 }
 
+/// A JSON number with the shortest decimal form of an f32 (`0.48145466`, not `0.48145464062690735`), so a
+/// value read back as f32 is the same value.
+fn f32_number(x: f32) -> Value {
+    format!("{x}")
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+fn hf_activation(a: Activation) -> &'static str {
+    match a {
+        Activation::QuickGelu => "quick_gelu",
+        Activation::Gelu => "gelu",
+        Activation::GeluTanh => "gelu_pytorch_tanh",
+    }
+}
+
+/// The `config.json` of a transformers `CLIPModel` for `config`, which [`parse_config`] (and transformers) read
+/// back as the same architecture. Only ViT image towers have a `CLIPModel` form.
+pub(crate) fn config_json(config: &ClipConfig) -> std::result::Result<Value, String> {
+    let VisionTowerConfig::Vit(v) = &config.vision else {
+        return Err("a ModifiedResNet image tower has no Hugging Face CLIPModel form".into());
+    };
+    let t = &config.text;
+    let eos = match t.pooling {
+        TextPooling::Argmax => LEGACY_EOS_TOKEN_ID,
+        TextPooling::FirstEos(id) => id as usize,
+    };
+    Ok(serde_json::json!({
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "dtype": "float32",
+        "initializer_factor": 1.0,
+        "logit_scale_init_value": f32_number(config.logit_scale_init),
+        "projection_dim": config.projection_dim,
+        "text_config": {
+            "model_type": "clip_text_model",
+            "vocab_size": t.vocab_size,
+            "max_position_embeddings": t.context_length,
+            "hidden_size": t.width,
+            "num_hidden_layers": t.layers,
+            "num_attention_heads": t.heads,
+            "intermediate_size": t.intermediate_size,
+            "hidden_act": hf_activation(t.activation),
+            "layer_norm_eps": t.layer_norm_eps,
+            "bos_token_id": 49406,
+            "eos_token_id": eos,
+            "pad_token_id": 1,
+            "projection_dim": config.projection_dim,
+        },
+        "vision_config": {
+            "model_type": "clip_vision_model",
+            "image_size": v.image_size,
+            "patch_size": v.patch_size,
+            "num_channels": 3,
+            "hidden_size": v.width,
+            "num_hidden_layers": v.layers,
+            "num_attention_heads": v.heads,
+            "intermediate_size": v.intermediate_size,
+            "hidden_act": hf_activation(v.activation),
+            "layer_norm_eps": v.layer_norm_eps,
+            "projection_dim": config.projection_dim,
+        },
+    }))
+}
+
+/// The `preprocessor_config.json` of a `CLIPImageProcessor` doing `config`'s resize, crop and normalisation.
+pub(crate) fn preprocessor_json(config: &PreprocessConfig) -> Value {
+    let triple = |v: [f32; 3]| Value::Array(v.iter().map(|&x| f32_number(x)).collect());
+    serde_json::json!({
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": true,
+        "size": {"shortest_edge": config.size},
+        "resample": 3,
+        "do_center_crop": true,
+        "crop_size": {"height": config.size, "width": config.size},
+        "do_rescale": true,
+        "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true,
+        "image_mean": triple(config.mean),
+        "image_std": triple(config.std),
+        "do_convert_rgb": true,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +442,32 @@ mod tests {
             VisionTowerConfig::Vit(v) => v,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn written_configs_read_back_unchanged() {
+        for value in [
+            json!({}),
+            json!({"text_config": {"eos_token_id": 2, "hidden_act": "gelu", "hidden_size": 64},
+                   "vision_config": {"image_size": 336, "patch_size": 14, "hidden_act": "gelu_new"},
+                   "projection_dim": 20, "logit_scale_init_value": 1.5}),
+        ] {
+            let config = parse_config(&value).unwrap();
+            assert_eq!(
+                parse_config(&config_json(&config).unwrap()).unwrap(),
+                config
+            );
+        }
+        let pre = PreprocessConfig {
+            size: 96,
+            ..PreprocessConfig::default()
+        };
+        let back = parse_preprocessor_config(&preprocessor_json(&pre)).unwrap();
+        assert_eq!(back.into_config(), pre);
+        assert_eq!(
+            preprocessor_json(&pre)["image_mean"][0].to_string(),
+            "0.48145466"
+        );
     }
 
     #[test]

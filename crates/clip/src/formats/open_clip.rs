@@ -17,12 +17,11 @@ use serde_json::Value;
 use crate::error::{ClipError, Result};
 use crate::formats::infer::LAYER_NORM_EPS;
 use crate::formats::keymap::{openai_to_model, VisionKind};
-use crate::formats::openai::stored_names;
+use crate::formats::{Opened, StoredNames};
 use crate::json::{Fields, Nulls};
 use crate::kernels::Precision;
 use crate::model::{
-    Activation, ClipConfig, ClipModel, ResNetConfig, TextConfig, TextPooling, VisionConfig,
-    VisionTowerConfig,
+    Activation, ClipConfig, ResNetConfig, TextConfig, TextPooling, VisionConfig, VisionTowerConfig,
 };
 use crate::weights::{pytorch, safetensors, TensorStore, View};
 
@@ -325,13 +324,15 @@ pub(crate) fn open_weights(
     })
 }
 
-/// `open_clip.create_model(config)` + `load_checkpoint(weights)`, strict, linear layers packed for `precision`.
-pub(crate) fn load(config: ClipConfig, weights: &Path, precision: Precision) -> Result<ClipModel> {
-    let kind = vision_kind(&config);
+/// `open_clip.create_model(config)` + `load_checkpoint(weights)`, opened in `precision`.
+pub(crate) fn open(config: ClipConfig, weights: &Path, precision: Precision) -> Result<Opened> {
+    let names = StoredNames::OpenAi(vision_kind(&config));
     let store = open_weights(weights, &config, precision)?;
-    let model = ClipModel::load(&store.root(), config).map_err(|e| stored_names(e, kind))?;
-    store.finish()?;
-    Ok(model)
+    Ok(Opened {
+        store,
+        config,
+        names,
+    })
 }
 
 fn vision_kind(config: &ClipConfig) -> VisionKind {

@@ -8,9 +8,10 @@ use std::path::Path;
 
 use crate::error::{ClipError, Result};
 use crate::formats::infer::{self, Unshaped};
-use crate::formats::keymap::{self, openai_to_model, VisionKind};
+use crate::formats::keymap::{openai_to_model, VisionKind};
+use crate::formats::{stored_name, Opened, StoredNames};
 use crate::kernels::Precision;
-use crate::model::{Activation, ClipConfig, ClipModel, TextPooling};
+use crate::model::{Activation, TextPooling};
 use crate::weights::pytorch::{self, ArchiveKind};
 use crate::weights::TensorStore;
 
@@ -40,41 +41,22 @@ pub(crate) fn to_model_layout(store: TensorStore, kind: VisionKind) -> Result<Te
     store.remap(|name, shape| openai_to_model(name, shape, "", Some(kind)))
 }
 
-/// A missing tensor named as an OpenAI-layout file would name it.
-pub(crate) fn stored_names(error: ClipError, vision: VisionKind) -> ClipError {
-    match error {
-        ClipError::MissingTensor { path, name } => ClipError::MissingTensor {
-            name: keymap::model_to_openai(&name, "", Some(vision)).unwrap_or(name),
-            path,
-        },
-        other => other,
-    }
-}
-
-/// A loaded OpenAI checkpoint: the model, its inferred architecture and which archive kind the file was.
-#[derive(Debug)]
-pub(crate) struct OpenAiCheckpoint {
-    pub model: ClipModel,
-    pub config: ClipConfig,
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub kind: ArchiveKind,
-}
-
-/// Reads an OpenAI `.pt` file, infers the architecture and builds the model strictly, its linear layers packed
-/// for `precision`.
-pub(crate) fn load(path: &Path, precision: Precision) -> Result<OpenAiCheckpoint> {
+/// Opens an OpenAI `.pt` file in `precision`, its names mapped and its architecture inferred; also says
+/// which kind of archive it was.
+pub(crate) fn open(path: &Path, precision: Precision) -> Result<(Opened, ArchiveKind)> {
     let (kind, store) = pytorch::open(path, precision)?;
     let vision = vision_kind(&store)?;
     let store = to_model_layout(store, vision)?;
-    let config = infer::clip_config(&store.root(), OPENAI).map_err(|e| stored_names(e, vision))?;
-    let model =
-        ClipModel::load(&store.root(), config.clone()).map_err(|e| stored_names(e, vision))?;
-    store.finish()?;
-    Ok(OpenAiCheckpoint {
-        model,
-        config,
+    let names = StoredNames::OpenAi(vision);
+    let config = infer::clip_config(&store.root(), OPENAI).map_err(|e| stored_name(names, e))?;
+    Ok((
+        Opened {
+            store,
+            config,
+            names,
+        },
         kind,
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -107,8 +89,9 @@ mod tests {
             ("model.pt", ArchiveKind::TorchScript),
             ("state_dict.pt", ArchiveKind::StateDict),
         ] {
-            let ckpt = load(&fixture("rn").join(file), Precision::F32).unwrap();
-            assert_eq!(ckpt.kind, kind, "{file}");
+            let (opened, found) = open(&fixture("rn").join(file), Precision::F32).unwrap();
+            assert_eq!(found, kind, "{file}");
+            opened.build().unwrap();
         }
     }
 

@@ -5,11 +5,13 @@
 use candle_core::{Device, Tensor, D};
 
 use crate::error::{ClipError, Result};
+use crate::kernels::Precision;
 use crate::model::config::{ClipConfig, VisionTowerConfig};
 use crate::model::nn::Linear;
+use crate::model::params::{Grads, Params};
 use crate::model::resnet::ModifiedResNet;
-use crate::model::text::TextTransformer;
-use crate::model::vision::VisionTransformer;
+use crate::model::text::{TextCache, TextTransformer};
+use crate::model::vision::{VisionCache, VisionTransformer};
 use crate::weights::Weights;
 
 /// The image tower: a ViT, or OpenAI's ModifiedResNet.
@@ -101,6 +103,17 @@ impl ClipModel {
         })
     }
 
+    /// The model of `params` (in the model's layout), its linear layers packed for `precision`: how training
+    /// turns updated parameters back into a model.
+    pub(crate) fn from_params(
+        config: &ClipConfig,
+        params: &Params,
+        precision: Precision,
+    ) -> Result<Self> {
+        let store = params.store("training parameters", precision);
+        Self::load(&store.root(), config.clone())
+    }
+
     pub fn config(&self) -> &ClipConfig {
         &self.config
     }
@@ -150,6 +163,95 @@ impl ClipModel {
         let per_text = (text.matmul(&image.t()?)? * f64::from(self.logit_scale))?;
         let per_image = per_text.t()?.contiguous()?;
         Ok((per_image, per_text))
+    }
+}
+
+/// Which towers a training step updates (a locked tower runs its inference forward and gets no gradients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trainable {
+    pub vision: bool,
+    pub text: bool,
+}
+
+/// What [`ClipModel::backward`] needs from [`ClipModel::forward_train`]: each trained tower's cache and the
+/// pooled output its projection multiplied.
+#[derive(Debug)]
+pub(crate) struct ClipCache {
+    vision: Option<(VisionCache, Tensor)>,
+    text: Option<(TextCache, Tensor)>,
+}
+
+impl ClipModel {
+    /// Image features of `pixels` (`None`: none computed) and text features of `ids`, as [`Self::encode_image`]
+    /// and [`Self::encode_text`] compute them, keeping what the backward pass needs for the trained towers.
+    pub(crate) fn forward_train(
+        &self,
+        pixels: Option<&Tensor>,
+        ids: &Tensor,
+        trainable: Trainable,
+    ) -> Result<(Option<Tensor>, Tensor, ClipCache)> {
+        let mut cache = ClipCache {
+            vision: None,
+            text: None,
+        };
+        let image = match pixels {
+            None => None,
+            Some(pixels) if trainable.vision => {
+                let (VisionTower::Vit(tower), Some(projection)) =
+                    (&self.vision_model, &self.visual_projection)
+                else {
+                    return Err(ClipError::InvalidInput(
+                        "training a ModifiedResNet image tower is not supported yet; lock it (--lock-image) to \
+                         train the text tower against it"
+                            .into(),
+                    ));
+                };
+                let (pooled, vision_cache) =
+                    tower.forward_train(&pixels.to_device(&self.device)?)?;
+                let features = projection.forward(&pooled)?;
+                cache.vision = Some((vision_cache, pooled));
+                Some(features)
+            }
+            Some(pixels) => Some(self.encode_image(pixels)?),
+        };
+        let text = if trainable.text {
+            let (pooled, text_cache) = self
+                .text_model
+                .forward_train(&ids.to_device(&self.device)?)?;
+            let features = self.text_projection.forward(&pooled)?;
+            cache.text = Some((text_cache, pooled));
+            features
+        } else {
+            self.encode_text(ids)?
+        };
+        Ok((image, text, cache))
+    }
+
+    /// Adds the gradients of the trained towers' parameters for the gradients of their features.
+    pub(crate) fn backward(
+        &self,
+        cache: &ClipCache,
+        dimage: Option<&Tensor>,
+        dtext: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<()> {
+        if let (Some((vision_cache, pooled)), Some(dimage)) = (&cache.vision, dimage) {
+            if let (VisionTower::Vit(tower), Some(projection)) =
+                (&self.vision_model, &self.visual_projection)
+            {
+                let dpooled = projection.backward(pooled, dimage, params, grads)?;
+                tower.backward(vision_cache, &dpooled, params, grads)?;
+            }
+        }
+        if let Some((text_cache, pooled)) = &cache.text {
+            let dpooled = self
+                .text_projection
+                .backward(pooled, dtext, params, grads)?;
+            self.text_model
+                .backward(text_cache, &dpooled, params, grads)?;
+        }
+        Ok(())
     }
 }
 

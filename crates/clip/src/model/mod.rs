@@ -17,7 +17,9 @@
 
 pub(crate) mod clip;
 pub(crate) mod config;
+pub(crate) mod layout;
 pub(crate) mod nn;
+pub(crate) mod params;
 pub(crate) mod resnet;
 pub(crate) mod text;
 pub(crate) mod vision;

@@ -7,7 +7,8 @@ use candle_core::{DType, Tensor};
 use crate::error::{ClipError, Result};
 use crate::kernels::Precision;
 use crate::model::config::VisionConfig;
-use crate::model::nn::{Encoder, EncoderShape, LayerNorm, Linear};
+use crate::model::nn::{Encoder, EncoderCache, EncoderShape, LayerNorm, Linear};
+use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
 
 /// The vision transformer up to the pooled, post-LayerNorm class token (`pooler_output`), without projection.
@@ -22,6 +23,8 @@ pub(crate) struct VisionTransformer {
     pre_layrnorm: LayerNorm,
     encoder: Encoder,
     post_layernorm: LayerNorm,
+    /// The name prefix the tower was read under (for training's backward pass).
+    prefix: String,
 }
 
 impl VisionTransformer {
@@ -56,6 +59,7 @@ impl VisionTransformer {
             pre_layrnorm: LayerNorm::load(&w.pp("pre_layrnorm"), c.width, c.layer_norm_eps)?,
             encoder: Encoder::load(&w.pp("encoder"), &shape)?,
             post_layernorm: LayerNorm::load(&w.pp("post_layernorm"), c.width, c.layer_norm_eps)?,
+            prefix: w.key(""),
         })
     }
 
@@ -82,6 +86,11 @@ impl VisionTransformer {
 
     /// Token embeddings `[batch, 1 + grid^2, width]`: class token then patches, plus positions.
     fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
+        Ok(self.embed_patches(pixels)?.0)
+    }
+
+    /// [`Self::embed`] and the unfolded patches `[batch * grid^2, 3 * p * p]` it multiplied.
+    fn embed_patches(&self, pixels: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = &self.config;
         let (b, _, _, _) = pixels.dims4()?;
         let (g, p) = (c.grid_size(), c.patch_size);
@@ -106,7 +115,7 @@ impl VisionTransformer {
             .reshape((1, 1, c.width))?
             .broadcast_as((b, 1, c.width))?;
         let tokens = Tensor::cat(&[&class, &patch_embeds], 1)?;
-        Ok(tokens.broadcast_add(&self.position_embedding)?)
+        Ok((tokens.broadcast_add(&self.position_embedding)?, patches))
     }
 
     /// Pooled output `[batch, width]`: the class token after the encoder and `post_layernorm`.
@@ -118,4 +127,65 @@ impl VisionTransformer {
         let class = x.narrow(1, 0, 1)?.squeeze(1)?;
         self.post_layernorm.forward(&class)
     }
+
+    /// [`Self::forward`] keeping what the backward pass needs.
+    pub fn forward_train(&self, pixels: &Tensor) -> Result<(Tensor, VisionCache)> {
+        let pixels = self.check_input(pixels)?;
+        let (tokens, patches) = self.embed_patches(&pixels)?;
+        let x = self.pre_layrnorm.forward(&tokens)?;
+        let (x, encoder) = self.encoder.forward_train(&x, None)?;
+        let class = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = self.post_layernorm.forward(&class)?;
+        let cache = VisionCache {
+            patches,
+            tokens,
+            encoder,
+            class,
+        };
+        Ok((pooled, cache))
+    }
+
+    /// Adds the tower's parameter gradients for the gradient `dpooled` of its pooled output.
+    pub fn backward(
+        &self,
+        cache: &VisionCache,
+        dpooled: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (b, tokens, width) = cache.tokens.dims3()?;
+        let dclass = self.post_layernorm.backward(&cache.class, dpooled, grads)?;
+        // Only the class token reaches the output.
+        let rest = Tensor::zeros((b, tokens - 1, width), DType::F32, dclass.device())?;
+        let dout = Tensor::cat(&[&dclass.unsqueeze(1)?, &rest], 1)?;
+        let dx = self
+            .encoder
+            .backward(&cache.encoder, &dout, params, grads)?;
+        let dtokens = self.pre_layrnorm.backward(&cache.tokens, &dx, grads)?;
+        let name = |n: &str| format!("{}embeddings.{n}", self.prefix);
+        grads.add(&name("position_embedding.weight"), &dtokens.sum(0)?)?;
+        grads.add(
+            &name("class_embedding"),
+            &dtokens.narrow(1, 0, 1)?.sum(0)?.squeeze(0)?,
+        )?;
+        let dpatches = dtokens
+            .narrow(1, 1, tokens - 1)?
+            .reshape((b * (tokens - 1), width))?;
+        let p = c.patch_size;
+        let dkernel = dpatches
+            .t()?
+            .matmul(&cache.patches)?
+            .reshape((width, 3, p, p))?;
+        grads.add(&name("patch_embedding.weight"), &dkernel)
+    }
+}
+
+/// What [`VisionTransformer::backward`] needs from the forward pass.
+#[derive(Debug)]
+pub(crate) struct VisionCache {
+    patches: Tensor,
+    tokens: Tensor,
+    encoder: EncoderCache,
+    class: Tensor,
 }

@@ -62,3 +62,90 @@ pub(crate) fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let dir = index.parent().unwrap_or(Path::new("."));
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
+
+/// One tensor to write: name, shape, row-major f32 values.
+pub(crate) type F32Entry<'a> = (&'a str, &'a [usize], &'a [f32]);
+
+/// Writes f32 tensors as a `.safetensors` file (header, then the data in the order given), atomically: the file
+/// appears complete or not at all. The header carries `{"format": "pt"}`, which transformers expects.
+pub(crate) fn write_f32(path: &Path, tensors: &[F32Entry]) -> Result<()> {
+    use std::io::Write;
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (name, shape, values) in tensors {
+        let count: usize = shape.iter().product();
+        if count != values.len() {
+            return Err(ClipError::InvalidInput(format!(
+                "tensor {name}: shape {shape:?} holds {count} values, {} given",
+                values.len()
+            )));
+        }
+        let end = offset + 4 * values.len();
+        header.insert(
+            (*name).to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut text = serde_json::to_string(&Value::Object(header))
+        .map_err(|e| ClipError::InvalidInput(format!("safetensors header: {e}")))?;
+    // Readers map the data after the header; padding keeps it 8-byte aligned (as the safetensors library does).
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let write_err = |source| {
+        ClipError::File(clip_io::FileError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut out = clip_io::OutputFile::create(path)?;
+    out.write_all(&(text.len() as u64).to_le_bytes())
+        .and_then(|()| out.write_all(text.as_bytes()))
+        .map_err(write_err)?;
+    for (_, _, values) in tensors {
+        for chunk in values.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            out.write_all(&bytes).map_err(write_err)?;
+        }
+    }
+    out.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::temp_dir;
+
+    #[test]
+    fn written_files_read_back() {
+        let dir = temp_dir("st-write");
+        let path = dir.join("t.safetensors");
+        let a = [1.5f32, -2.0, 3.25, 0.0, 7.0, 8.0];
+        let b = [42.0f32];
+        write_f32(&path, &[("a.weight", &[2, 3], &a), ("scale", &[], &b)]).unwrap();
+        let store = open(std::slice::from_ref(&path), Precision::F32).unwrap();
+        let t = store.take("a.weight", &[2, 3]).unwrap();
+        assert_eq!(
+            t.to_vec2::<f32>().unwrap(),
+            [[1.5, -2.0, 3.25], [0.0, 7.0, 8.0]]
+        );
+        assert_eq!(
+            store
+                .take("scale", &[])
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            42.0
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        assert!(std::str::from_utf8(&bytes[8..8 + n])
+            .unwrap()
+            .contains("\"format\":\"pt\""));
+        assert!(write_f32(&path, &[("bad", &[4], &b)]).is_err());
+    }
+}

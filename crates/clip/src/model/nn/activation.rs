@@ -21,6 +21,42 @@ pub(crate) fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     })
 }
 
+/// The derivative of `act` at each value of `x`.
+pub(crate) fn activation_grad(x: &Tensor, act: Activation) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    Ok(match act {
+        // d/dx x s(ax) = s(ax) + a x s(ax) (1 - s(ax)), a = 1.702
+        Activation::QuickGelu => {
+            let s = candle_nn::ops::sigmoid(&x.affine(1.702, 0.0)?)?;
+            let one_minus = s.affine(-1.0, 1.0)?;
+            (&s + (x.affine(1.702, 0.0)? * &s)?.mul(&one_minus)?)?
+        }
+        // d/dx x Phi(x) = Phi(x) + x phi(x)
+        Activation::Gelu => {
+            let cdf = x
+                .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)?
+                .erf()?
+                .affine(0.5, 0.5)?;
+            let pdf = x
+                .sqr()?
+                .affine(-0.5, 0.0)?
+                .exp()?
+                .affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0)?;
+            (cdf + (&x * pdf)?)?
+        }
+        // y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
+        Activation::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let x3 = x.powf(3.0)?;
+            let t = (&x + x3.affine(0.044715, 0.0)?)?.affine(c, 0.0)?.tanh()?;
+            let du = x.sqr()?.affine(3.0 * 0.044715 * c, c)?;
+            let sech2 = t.sqr()?.affine(-1.0, 1.0)?;
+            let left = t.affine(0.5, 0.5)?;
+            (left + ((&x * sech2)? * du)?.affine(0.5, 0.0)?)?
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +97,29 @@ mod tests {
         ];
         for (e, g) in expect.iter().zip(&erf) {
             assert!((e - g).abs() < 1e-6, "{e} vs {g}");
+        }
+    }
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        let xs: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.1).collect();
+        let t = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+        for act in [
+            Activation::QuickGelu,
+            Activation::Gelu,
+            Activation::GeluTanh,
+        ] {
+            let grad = activation_grad(&t, act).unwrap().to_vec1::<f32>().unwrap();
+            let h = 1e-2f32;
+            let plus = activate(&t.affine(1.0, f64::from(h)).unwrap(), act).unwrap();
+            let minus = activate(&t.affine(1.0, -f64::from(h)).unwrap(), act).unwrap();
+            let fd = ((plus - minus).unwrap() / f64::from(2.0 * h))
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for ((x, g), f) in xs.iter().zip(&grad).zip(&fd) {
+                assert!((g - f).abs() < 2e-3, "{act:?} at {x}: {g} vs {f}");
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{with_f32_values, Linear};
 use crate::error::Result;
 use crate::kernels::attention::{attention, AttentionShape};
 use crate::kernels::Precision;
+use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub(crate) struct Attention {
     head_dim: usize,
     /// `Some(head_dim^-0.5)` when the scale is applied to the scores rather than folded into the q rows.
     score_scale: Option<f64>,
+    /// The name prefix of `q_proj`, `k_proj`, `v_proj`, `out_proj` (for training's backward pass).
+    prefix: String,
 }
 
 impl Attention {
@@ -48,6 +51,7 @@ impl Attention {
             heads,
             head_dim,
             score_scale,
+            prefix: w.key(""),
         })
     }
 
@@ -65,9 +69,14 @@ impl Attention {
 
     /// The heads' outputs side by side, `[batch, seq, width]`, before the output projection.
     fn heads_output(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (batch, tokens, width) = x.dims3()?;
         // [batch, tokens, 3 * width]: per token, q of every head, then k, then v.
         let qkv = self.qkv.forward(x)?;
+        self.attend(x, &qkv, mask)
+    }
+
+    /// The fused attention kernel over the stacked projection's output.
+    fn attend(&self, x: &Tensor, qkv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, tokens, width) = x.dims3()?;
         let mask = match mask {
             Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
             None => None,
@@ -79,7 +88,7 @@ impl Attention {
             head_dim: self.head_dim,
         };
         let mut y = vec![0f32; batch * tokens * width];
-        with_f32_values(&qkv, |values| {
+        with_f32_values(qkv, |values| {
             attention(
                 values,
                 shape,
@@ -90,6 +99,125 @@ impl Attention {
         })?;
         Ok(Tensor::from_vec(y, (batch, tokens, width), x.device())?)
     }
+}
+
+impl Attention {
+    /// [`Self::forward_residual`] keeping what the backward pass needs (the attention itself is recomputed
+    /// there from the stacked projection's output, as memory-efficient attention does).
+    pub fn forward_train(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        residual: &Tensor,
+    ) -> Result<(Tensor, AttentionCache)> {
+        let qkv = self.qkv.forward(x)?;
+        let heads = self.attend(x, &qkv, mask)?;
+        let y = self.out_proj.forward_residual(&heads, residual)?;
+        let cache = AttentionCache {
+            x: x.clone(),
+            qkv,
+            heads,
+            mask: mask.cloned(),
+        };
+        Ok((y, cache))
+    }
+
+    /// The gradient of the attention's input, the projections' gradients added to `grads`.
+    pub fn backward(
+        &self,
+        cache: &AttentionCache,
+        dy: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
+        let dheads = self.out_proj.backward(&cache.heads, dy, params, grads)?;
+        let dqkv = self.attention_backward(&cache.qkv, &dheads, cache.mask.as_ref())?;
+        // The stacked projection computed q with its rows scaled by `q_factor` (the folded head_dim^-0.5):
+        // its effective weight is [q_factor Wq; Wk; Wv].
+        let (_, _, width) = cache.x.dims3()?;
+        let q_factor = match self.score_scale {
+            Some(_) => 1.0,
+            None => f64::from((self.head_dim as f32).powf(-0.5)),
+        };
+        let name = |proj: &str, part: &str| format!("{}{proj}.{part}", self.prefix);
+        let weight = Tensor::cat(
+            &[
+                &params
+                    .get(&name("q_proj", "weight"))?
+                    .affine(q_factor, 0.0)?,
+                params.get(&name("k_proj", "weight"))?,
+                params.get(&name("v_proj", "weight"))?,
+            ],
+            0,
+        )?;
+        let rows = cache.x.elem_count() / width;
+        let x2 = cache.x.reshape((rows, width))?;
+        let d2 = dqkv.reshape((rows, 3 * width))?;
+        let dweight = d2.t()?.matmul(&x2)?;
+        let dbias = d2.sum(0)?;
+        for (i, proj) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+            let factor = if i == 0 { q_factor } else { 1.0 };
+            let dw = dweight.narrow(0, i * width, width)?.affine(factor, 0.0)?;
+            let db = dbias.narrow(0, i * width, width)?.affine(factor, 0.0)?;
+            grads.add(&name(proj, "weight"), &dw)?;
+            grads.add(&name(proj, "bias"), &db)?;
+        }
+        Ok(d2.matmul(&weight)?.reshape(cache.x.shape())?)
+    }
+
+    /// The gradient of the stacked q/k/v output from the gradient of the heads' output, the attention
+    /// recomputed per head: with `S = q k^T s (+ mask)`, `P = softmax(S)`, `O = P v`:
+    /// `dv = P^T dO`, `dP = dO v^T`, `dS = P (dP - rowsum(dP P))`, `dq = dS k s`, `dk = dS^T q s`.
+    fn attention_backward(
+        &self,
+        qkv: &Tensor,
+        dheads: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = qkv.dims3()?;
+        let (h, d) = (self.heads, self.head_dim);
+        let split = qkv.reshape((b, t, 3, h, d))?;
+        let part = |i: usize| -> Result<Tensor> {
+            Ok(split
+                .narrow(2, i, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?); // [b, h, t, d]
+        let scale = self.score_scale.unwrap_or(1.0);
+        let mut scores = q
+            .matmul(&k.transpose(2, 3)?.contiguous()?)?
+            .affine(scale, 0.0)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?; // [b, h, t, t]
+        let dout = dheads
+            .reshape((b, t, h, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let dv = probs.transpose(2, 3)?.contiguous()?.matmul(&dout)?;
+        let dprobs = dout.matmul(&v.transpose(2, 3)?.contiguous()?)?;
+        let row = (&dprobs * &probs)?.sum_keepdim(3)?;
+        let dscores = (&probs * dprobs.broadcast_sub(&row)?)?.affine(scale, 0.0)?;
+        let dq = dscores.matmul(&k)?;
+        let dk = dscores.transpose(2, 3)?.contiguous()?.matmul(&q)?;
+        let stacked = Tensor::stack(&[&dq, &dk, &dv], 2)?; // [b, h, 3, t, d]
+        Ok(stacked
+            .permute((0, 3, 2, 1, 4))?
+            .contiguous()?
+            .reshape((b, t, 3 * h * d))?)
+    }
+}
+
+/// What [`Attention::backward`] needs from the forward pass.
+#[derive(Debug)]
+pub(crate) struct AttentionCache {
+    x: Tensor,
+    qkv: Tensor,
+    heads: Tensor,
+    mask: Option<Tensor>,
 }
 
 /// Additive causal mask `[len, len]`: 0 on and below the diagonal, -inf above (a token sees itself and earlier ones).

@@ -2,9 +2,12 @@
 
 use candle_core::Tensor;
 
+use super::attention::AttentionCache;
+use super::mlp::MlpCache;
 use super::{Attention, LayerNorm, Mlp};
 use crate::error::Result;
 use crate::model::config::Activation;
+use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
 
 /// The shape of one tower's transformer, shared by both towers' configs.
@@ -43,6 +46,51 @@ impl EncoderLayer {
         self.mlp
             .forward_residual(&self.layer_norm2.forward(&x)?, &x)
     }
+
+    fn forward_train(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, LayerCache)> {
+        let (x1, attn) = self
+            .self_attn
+            .forward_train(&self.layer_norm1.forward(x)?, mask, x)?;
+        let (x2, mlp) = self
+            .mlp
+            .forward_train(&self.layer_norm2.forward(&x1)?, &x1)?;
+        let cache = LayerCache {
+            x: x.clone(),
+            x1,
+            attn,
+            mlp,
+        };
+        Ok((x2, cache))
+    }
+
+    /// `x1 = x + attn(ln1(x))`, `x2 = x1 + mlp(ln2(x1))`, backwards.
+    fn backward(
+        &self,
+        cache: &LayerCache,
+        dx2: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
+        let dmlp_in = self.mlp.backward(&cache.mlp, dx2, params, grads)?;
+        let dx1 = (dx2 + self.layer_norm2.backward(&cache.x1, &dmlp_in, grads)?)?;
+        let dattn_in = self.self_attn.backward(&cache.attn, &dx1, params, grads)?;
+        Ok((dx1 + self.layer_norm1.backward(&cache.x, &dattn_in, grads)?)?)
+    }
+}
+
+/// What one layer's backward pass needs: its input, the residual stream between its halves, and theirs.
+#[derive(Debug)]
+struct LayerCache {
+    x: Tensor,
+    x1: Tensor,
+    attn: AttentionCache,
+    mlp: MlpCache,
+}
+
+/// What [`Encoder::backward`] needs: each layer's cache, first layer first.
+#[derive(Debug)]
+pub(crate) struct EncoderCache {
+    layers: Vec<LayerCache>,
 }
 
 /// The stack of layers, read from `layers.{i}.*`.
@@ -77,5 +125,36 @@ impl Encoder {
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         self.forward_layers(x, mask, None)
+    }
+
+    /// [`Self::forward`] keeping what the backward pass needs.
+    pub fn forward_train(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, EncoderCache)> {
+        let mut x = x.clone();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (y, cache) = layer.forward_train(&x, mask)?;
+            layers.push(cache);
+            x = y;
+        }
+        Ok((x, EncoderCache { layers }))
+    }
+
+    /// The gradient of the encoder's input from the gradient of its output, layer gradients added to `grads`.
+    pub fn backward(
+        &self,
+        cache: &EncoderCache,
+        dy: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
+        let mut d = dy.clone();
+        for (layer, layer_cache) in self.layers.iter().zip(&cache.layers).rev() {
+            d = layer.backward(layer_cache, &d, params, grads)?;
+        }
+        Ok(d)
     }
 }

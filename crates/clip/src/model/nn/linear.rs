@@ -12,12 +12,15 @@ use crate::kernels::f32_gemm::{linear_f32, PackedF32};
 use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
 use crate::kernels::residual::add_assign;
 use crate::kernels::Precision;
+use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     weight: LinearWeight,
     bias: Option<Vec<f32>>,
+    /// The name prefix its `weight` / `bias` were read under (for training's backward pass).
+    prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -31,16 +34,23 @@ impl Linear {
     /// Reads `weight` `[out, in]` and `bias` `[out]`.
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
         let bias = w.with_values("bias", &[out_dim], <[f32]>::to_vec)?;
-        w.with_values("weight", &[out_dim, in_dim], |values| {
+        let linear = w.with_values("weight", &[out_dim, in_dim], |values| {
             Self::from_values(values, out_dim, in_dim, Some(bias), w.precision())
-        })
+        })?;
+        Ok(linear.named(w.key("")))
     }
 
     /// Reads only `weight` (CLIP's projections have no bias).
     pub fn load_no_bias(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        w.with_values("weight", &[out_dim, in_dim], |values| {
+        let linear = w.with_values("weight", &[out_dim, in_dim], |values| {
             Self::from_values(values, out_dim, in_dim, None, w.precision())
-        })
+        })?;
+        Ok(linear.named(w.key("")))
+    }
+
+    fn named(mut self, prefix: String) -> Self {
+        self.prefix = prefix;
+        self
     }
 
     /// Packs `values` (`[out, in]` row-major) for `precision`'s kernel: bf16 rounds them, int8 quantises them
@@ -58,7 +68,11 @@ impl Linear {
             Precision::Bf16 => LinearWeight::Bf16(Arc::new(PackedBf16::pack(values, n, k))),
             Precision::Int8 => LinearWeight::Int8(Arc::new(PackedInt8::pack(values, n, k))),
         };
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            prefix: String::new(),
+        }
     }
 
     pub fn out_dim(&self) -> usize {
@@ -129,4 +143,41 @@ impl Linear {
         out_shape.push(self.out_dim());
         Ok(Tensor::from_vec(out, out_shape, x.device())?)
     }
+
+    /// Training's backward pass through a layer loaded by [`Self::load`] / [`Self::load_no_bias`]: given the
+    /// input `x` of the forward pass and the gradient `dy` of its output, adds the weight (and bias) gradients
+    /// under the layer's names and returns the gradient of `x`.
+    pub fn backward(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
+        let weight_name = format!("{}weight", self.prefix);
+        let bias_name = self.bias.as_ref().map(|_| format!("{}bias", self.prefix));
+        let weight = params.get(&weight_name)?;
+        linear_backward(x, dy, weight, &weight_name, bias_name.as_deref(), grads)
+    }
+}
+
+/// `y = x W^T + b` backwards for any leading dimensions: `dW = dy^T x`, `db = sum(dy)`, `dx = dy W`. `weight`
+/// is `[out, in]` as stored; the gradients are added to `grads` under the given names.
+pub(crate) fn linear_backward(
+    x: &Tensor,
+    dy: &Tensor,
+    weight: &Tensor,
+    weight_name: &str,
+    bias_name: Option<&str>,
+    grads: &mut Grads,
+) -> Result<Tensor> {
+    let (out_dim, in_dim) = weight.dims2()?;
+    let rows = x.elem_count() / in_dim.max(1);
+    let x2 = x.reshape((rows, in_dim))?;
+    let dy2 = dy.reshape((rows, out_dim))?;
+    grads.add(weight_name, &dy2.t()?.matmul(&x2)?)?;
+    if let Some(bias_name) = bias_name {
+        grads.add(bias_name, &dy2.sum(0)?)?;
+    }
+    Ok(dy2.matmul(weight)?.reshape(x.shape())?)
 }

@@ -2,10 +2,12 @@
 
 use candle_core::Tensor;
 
+use super::activation::activation_grad;
 use super::{activate, Linear};
 use crate::error::Result;
 use crate::kernels::activation::quick_gelu;
 use crate::model::config::Activation;
+use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
 
 #[derive(Debug, Clone)]
@@ -42,4 +44,38 @@ impl Mlp {
             other => activate(&self.fc1.forward(x)?, other),
         }
     }
+
+    /// [`Self::forward_residual`] keeping what the backward pass needs.
+    pub fn forward_train(&self, x: &Tensor, residual: &Tensor) -> Result<(Tensor, MlpCache)> {
+        let pre = self.fc1.forward(x)?;
+        let hidden = activate(&pre, self.activation)?;
+        let y = self.fc2.forward_residual(&hidden, residual)?;
+        let cache = MlpCache {
+            x: x.clone(),
+            pre,
+            hidden,
+        };
+        Ok((y, cache))
+    }
+
+    /// The gradient of the MLP's input (the residual's own gradient is the caller's `dy`).
+    pub fn backward(
+        &self,
+        cache: &MlpCache,
+        dy: &Tensor,
+        params: &Params,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
+        let dhidden = self.fc2.backward(&cache.hidden, dy, params, grads)?;
+        let dpre = (dhidden * activation_grad(&cache.pre, self.activation)?)?;
+        self.fc1.backward(&cache.x, &dpre, params, grads)
+    }
+}
+
+/// What [`Mlp::backward`] needs from the forward pass: the input, fc1's output and the activation.
+#[derive(Debug)]
+pub(crate) struct MlpCache {
+    x: Tensor,
+    pre: Tensor,
+    hidden: Tensor,
 }

@@ -11,7 +11,7 @@ mod mlp;
 
 pub(crate) use activation::activate;
 pub(crate) use attention::{causal_mask, Attention};
-pub(crate) use encoder::{Encoder, EncoderShape};
+pub(crate) use encoder::{Encoder, EncoderCache, EncoderShape};
 pub(crate) use layer_norm::LayerNorm;
 pub(crate) use linear::Linear;
 pub(crate) use mlp::Mlp;
