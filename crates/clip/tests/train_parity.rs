@@ -329,3 +329,100 @@ fn an_interrupted_run_resumed_ends_with_the_same_weights() {
     assert_eq!(steps, (1..=12).collect::<Vec<_>>());
     check_steps("resumed", &report.log, run);
 }
+
+/// The fixture CSV's pairs written as two WebDataset shards, in the same order.
+fn shards(dir: &Path) -> String {
+    let text = std::fs::read_to_string(fixture("train", "train.csv")).unwrap();
+    let rows = csv_rows(&text);
+    for (s, chunk) in rows.chunks(12).enumerate() {
+        let file = std::fs::File::create(dir.join(format!("shard-{s:03}.tar"))).unwrap();
+        let mut builder = tar::Builder::new(file);
+        for (i, (path, caption)) in chunk.iter().enumerate() {
+            let key = format!("{:06}", s * 12 + i);
+            let image = std::fs::read(fixture("train", path)).unwrap();
+            for (name, data) in [
+                (format!("{key}.jpg"), image),
+                (format!("{key}.txt"), caption.clone().into_bytes()),
+            ] {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(data.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                builder
+                    .append_data(&mut header, name, data.as_slice())
+                    .unwrap();
+            }
+        }
+        builder.finish().unwrap();
+    }
+    format!("{}/shard-{{000..001}}.tar", dir.display())
+}
+
+#[test]
+fn webdataset_shards_train_exactly_as_the_csv() {
+    let all = runs();
+    let run = &all["full"];
+    let out = TempDir::new("train-wds");
+    let mut o = options(run, out.path());
+    o.train_data = shards(out.path());
+    o.data_format = DataFormat::auto(&o.train_data);
+    assert_eq!(o.data_format, DataFormat::WebDataset);
+    let report = train(&o, &mut Silent).unwrap();
+    check_steps("webdataset", &report.log, run);
+}
+
+#[test]
+fn shuffled_augmented_runs_repeat_from_their_seed() {
+    let all = runs();
+    let mut run = all["full"].clone();
+    run["steps"] = 5.into();
+    let losses = |seed: u64, tag: &str| -> Vec<f64> {
+        let out = TempDir::new(tag);
+        let mut o = options(&run, out.path());
+        o.shuffle = true;
+        o.augment = Some(true);
+        o.seed = seed;
+        let report = train(&o, &mut Silent).unwrap();
+        step_lines(&report.log)
+            .iter()
+            .map(|l| l["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b, c) = (losses(1, "aug-a"), losses(1, "aug-b"), losses(2, "aug-c"));
+    assert_eq!(a, b, "the same seed must give the same run");
+    assert_ne!(a, c, "another seed must give another order and crops");
+    let plain: Vec<f64> = run["losses"].as_array().unwrap()[..5]
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_ne!(a, plain);
+}
+
+#[test]
+fn a_fresh_model_from_a_config_learns_the_pairs() {
+    let out = TempDir::new("train-fresh");
+    let config = r#"{"embed_dim": 32, "quick_gelu": true,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}"#;
+    let mut o = options(&runs()["full"], out.path());
+    o.model = ModelInit::Config(config.into());
+    o.length = Length::Epochs(20);
+    o.lr = 2e-3;
+    o.warmup = Some(10);
+    o.batch_size = 8;
+    let report = train(&o, &mut Silent).unwrap();
+    assert_eq!(report.steps, 60);
+    let losses: Vec<f64> = step_lines(&report.log)
+        .iter()
+        .map(|l| l["loss"].as_f64().unwrap())
+        .collect();
+    let first = losses[..3].iter().sum::<f64>() / 3.0;
+    let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    // ln 8 = 2.08 is chance for a batch of 8.
+    assert!(
+        first > 1.9 && last < 0.5 * first,
+        "loss {first:.3} -> {last:.3}"
+    );
+    // The result is an ordinary model directory.
+    Clip::load(&out.path().to_string_lossy(), &LoadOptions::default()).unwrap();
+}

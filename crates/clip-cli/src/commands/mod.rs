@@ -7,11 +7,13 @@ mod classify;
 mod condition;
 mod embed;
 mod eval;
+mod merge;
 mod models;
 mod preprocess;
 mod probe;
 mod rows;
 mod tokenize;
+mod train;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,16 +30,18 @@ use classify::ClassifyArgs;
 use condition::ConditionArgs;
 use embed::EmbedArgs;
 use eval::EvalArgs;
+use merge::MergeArgs;
 use models::ModelsArgs;
 use preprocess::PreprocessArgs;
 use probe::ProbeArgs;
 use tokenize::TokenizeArgs;
+use train::TrainArgs;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "clip",
     version,
-    about = "OpenAI CLIP in Rust: zero-shot classification, embeddings, tokenization, SD conditioning",
+    about = "OpenAI CLIP in Rust: zero-shot classification, embeddings, tokenization, SD conditioning, training",
     long_about = "OpenAI CLIP in Rust: zero-shot image classification, image and text embeddings, tokenization \
                   and preprocessing identical to the Python references, Stable Diffusion text conditioning, \
                   evaluation and linear probes.\n\n\
@@ -103,6 +107,23 @@ pub enum Command {
                       --output cond.safetensors"
     )]
     Condition(ConditionArgs),
+    /// Contrastive training and fine-tuning (open_clip's loss, optimizer, schedule and flags), resumable
+    #[command(
+        after_help = "Examples:\n  clip train --model openai/clip-vit-base-patch32 --train-data pairs.csv --csv-separator , \\\n    \
+                      --batch-size 32 --epochs 3 --lr 1e-5 --warmup 50 --val-data val.csv --save-every 100 --output tuned\n  \
+                      clip train --model ViT-B/32 --lock-image --train-data 'shards/{00000..00009}.tar' --epochs 10 \\\n    \
+                      --lr 1e-4 --output lit\n  \
+                      clip train --config ViT-B-32 --train-data pairs.tsv --epochs 30 --output scratch\n  \
+                      clip train ... --resume          # continue after an interruption\n\n\
+                      A flag given twice takes its last value.",
+        args_override_self = true
+    )]
+    Train(Box<TrainArgs>),
+    /// WiSE-FT: interpolate a fine-tuned model's weights with the model it started from
+    #[command(
+        after_help = "Example:\n  clip merge --alpha 0.5 openai/clip-vit-base-patch32 tuned --output wise"
+    )]
+    Merge(MergeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -117,6 +138,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Eval(args) => eval::run(&cli.global, args),
         Command::Probe(args) => probe::run(&cli.global, args),
         Command::Condition(args) => condition::run(&cli.global, args),
+        Command::Train(args) => train::run(&cli.global, *args),
+        Command::Merge(args) => merge::run(&cli.global, args),
     }
 }
 

@@ -665,9 +665,12 @@ impl Run<'_> {
         }
         for &index in &group.truncated {
             if self.truncated_seen.insert(index) {
+                let sample = &self.data.samples[index];
+                let preview: String = sample.caption.chars().take(60).collect();
                 self.log.write(&json!({
                     "step": self.state.step,
-                    "truncated_caption": self.data.samples[index].image.label(),
+                    "truncated_caption": preview,
+                    "image": sample.image.label(),
                 }))?;
             }
         }
