@@ -30,11 +30,23 @@ pub struct BenchArgs {
     /// Time the GEMM kernels alone (f32, bf16, int8) at ViT-B/32's layer shapes instead of a model
     #[arg(long, conflicts_with = "batch")]
     pub kernels: bool,
+    /// Time training steps (forward, ClipLoss, backward, AdamW) at the first --batch size instead of inference
+    #[arg(long, conflicts_with = "kernels")]
+    pub train: bool,
+    /// With --train: freeze the image tower (LiT)
+    #[arg(long, requires = "train")]
+    pub lock_image: bool,
+    /// With --train: freeze the text tower
+    #[arg(long, requires = "train")]
+    pub lock_text: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
     if args.kernels {
         return kernels(&args);
+    }
+    if args.train {
+        return train(global, &args);
     }
     let options = clip::bench::BenchOptions {
         batches: args.batch.clone(),
@@ -102,6 +114,46 @@ fn kernels(args: &BenchArgs) -> anyhow::Result<Outcome> {
             format!("{}x{}x{}", r.m, r.k, r.n),
             r.seconds * 1e3,
             r.gflops
+        ))?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--train`: samples per second of full optimizer steps.
+fn train(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let batch = args.batch.first().copied().unwrap_or(32);
+    let options = clip::bench::TrainBenchOptions {
+        batch,
+        steps: args.iters as usize,
+        warmup: 1,
+        lock_image: args.lock_image,
+        lock_text: args.lock_text,
+    };
+    let load = clip::LoadOptions {
+        hub: hub_options(global),
+        vocab: None,
+        precision: args.model.dtype,
+        threads: global.threads,
+    };
+    let model = &args.model.model;
+    let report = clip::bench::run_train(model, &load, &options)
+        .with_context(|| format!("cannot benchmark training of {model}"))?;
+    if args.json {
+        print_line(&serde_json::to_string(&report)?)?;
+        return Ok(Outcome::Success);
+    }
+    print_line(&format!(
+        "train {} {}  batch {}  ({} threads)",
+        report.model, report.dtype, report.batch, report.threads
+    ))?;
+    print_line(&format!(
+        "{:.3} s/step  {:.2} samples/s  (median of {} steps)",
+        report.step_seconds, report.samples_per_second, options.steps
+    ))?;
+    if let Some(bytes) = report.peak_rss_bytes {
+        print_line(&format!(
+            "peak RSS {:.0} MiB",
+            bytes as f64 / (1024.0 * 1024.0)
         ))?;
     }
     Ok(Outcome::Success)

@@ -3,8 +3,10 @@
 //! several timed runs after a warm-up, plus model load time and the process's peak resident memory.
 
 mod gemm;
+mod train;
 
 pub use gemm::{gemm_throughput, GemmRow, VIT_B32_SHAPES};
+pub use train::{run_train, TrainBenchOptions, TrainBenchReport};
 
 use std::time::Instant;
 

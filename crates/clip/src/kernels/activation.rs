@@ -54,6 +54,111 @@ pub fn quick_gelu(values: &mut [f32]) {
     run_chunks_mut(values, chunk, |_, part| run(part));
 }
 
+/// The activations whose derivative [`activation_backward`] computes in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Smooth {
+    /// `x sigmoid(1.702 x)`
+    QuickGelu,
+    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`
+    GeluTanh,
+}
+
+#[inline(always)]
+fn smooth_grad(kind: Smooth, pre: &[f32], dy: &[f32], out: &mut [f32]) {
+    match kind {
+        // d/dx x s(ax) = s + a x s (1 - s)
+        Smooth::QuickGelu => {
+            for ((o, &x), &d) in out.iter_mut().zip(pre).zip(dy) {
+                let s = 1.0 / (1.0 + exp(-1.702 * x));
+                *o = d * (s + 1.702 * x * s * (1.0 - s));
+            }
+        }
+        Smooth::GeluTanh => {
+            let c = (2.0f32 / std::f32::consts::PI).sqrt();
+            for ((o, &x), &d) in out.iter_mut().zip(pre).zip(dy) {
+                let u = c * (x + 0.044715 * x * x * x);
+                // tanh u = 1 - 2 / (e^(2u) + 1)
+                let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+                let du = c * (1.0 + 3.0 * 0.044715 * x * x);
+                *o = d * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn smooth_grad_avx512(kind: Smooth, pre: &[f32], dy: &[f32], out: &mut [f32]) {
+    smooth_grad(kind, pre, dy, out)
+}
+
+/// `dy * act'(pre)` element-wise: the gradient through the activation, across the cores for large inputs.
+pub fn activation_backward(kind: Smooth, pre: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(pre.len(), dy.len(), "activation gradient size");
+    let use_simd = avx512_available();
+    let chunk = pre
+        .len()
+        .div_ceil(crate::threads::count())
+        .max(PARALLEL_MIN_WORK);
+    let run = |pre: &[f32], dy: &[f32], out: &mut [f32]| {
+        #[cfg(target_arch = "x86_64")]
+        if use_simd {
+            // SAFETY: the CPU has AVX-512 F.
+            unsafe { smooth_grad_avx512(kind, pre, dy, out) };
+            return;
+        }
+        smooth_grad(kind, pre, dy, out);
+    };
+    let fill = |_, start: usize, dst: &mut [std::mem::MaybeUninit<f32>]| {
+        let out = zeroed(dst);
+        run(
+            &pre[start..start + out.len()],
+            &dy[start..start + out.len()],
+            out,
+        );
+    };
+    // SAFETY: each chunk is written in full (zeroed, then overwritten element by element).
+    unsafe { super::pool::new_in_chunks(pre.len(), chunk, fill) }
+}
+
+/// QuickGELU of `x` into a new vector (the input kept: training needs both).
+pub fn quick_gelu_copy(x: &[f32]) -> Vec<f32> {
+    let use_simd = avx512_available();
+    let chunk = x
+        .len()
+        .div_ceil(crate::threads::count())
+        .max(PARALLEL_MIN_WORK);
+    let fill = |_, start: usize, dst: &mut [std::mem::MaybeUninit<f32>]| {
+        let out = copied(dst, &x[start..start + dst.len()]);
+        if use_simd {
+            // SAFETY: the CPU has AVX-512 F/BW.
+            unsafe { simd::quick_gelu(out) }
+        } else {
+            quick_gelu_generic(out)
+        }
+    };
+    // SAFETY: each chunk is written in full (copied, then transformed in place).
+    unsafe { super::pool::new_in_chunks(x.len(), chunk, fill) }
+}
+
+/// The chunk as initialised zeros (a cache-hot write, unlike a separate memset of the whole buffer).
+fn zeroed(dst: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    for v in dst.iter_mut() {
+        v.write(0.0);
+    }
+    // SAFETY: every element was just written.
+    unsafe { &mut *(std::ptr::from_mut(dst) as *mut [f32]) }
+}
+
+/// The chunk initialised with `src`.
+fn copied<'a>(dst: &'a mut [std::mem::MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(s);
+    }
+    // SAFETY: every element was just written (`src` has the chunk's length).
+    unsafe { &mut *(std::ptr::from_mut(dst) as *mut [f32]) }
+}
+
 #[inline(always)]
 fn quick_gelu_generic(values: &mut [f32]) {
     for v in values {

@@ -20,6 +20,15 @@ impl PackedF32 {
         Self { k, panels }
     }
 
+    /// Packs the transpose of `values` (row-major `[rows, cols]`): the weight `[cols, rows]` whose row `c` is
+    /// column `c` of `values`. Backward passes multiply by transposed weights and activations this way.
+    pub fn pack_transposed(values: &[f32], rows: usize, cols: usize) -> Self {
+        Self {
+            k: rows,
+            panels: Panels::pack_transposed(values, rows, cols),
+        }
+    }
+
     pub fn out_dim(&self) -> usize {
         self.panels.out_dim()
     }
@@ -37,7 +46,45 @@ impl PackedF32 {
 
 /// `out[m, n] = x[m, k] W^T + bias`, `x` row-major f32.
 pub fn linear_f32(x: &[f32], m: usize, w: &PackedF32, bias: Option<&[f32]>, out: &mut [f32]) {
-    linear_f32_with(x, m, w, bias, out, gemm::avx512_available())
+    linear_f32_with(x, m, w, bias, out, gemm::avx512_available(), Rows::Stored)
+}
+
+/// [`linear_f32`] into a new vector (not zeroed first: the kernel writes every value).
+pub fn linear_f32_new(x: &[f32], m: usize, w: &PackedF32, bias: Option<&[f32]>) -> Vec<f32> {
+    gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
+    let kernel = F32Kernel {
+        x,
+        m,
+        k: w.k,
+        bias,
+        use_simd: gemm::avx512_available(),
+        rows: Rows::Stored,
+    };
+    gemm::run_new(&kernel, m, &w.panels)
+}
+
+/// `out[m, n] = x_t^T W^T`: [`linear_f32`] of the activations given transposed (`x_t` row-major `[k, m]`), as a
+/// weight gradient `dy^T x` needs them, without materialising the transpose.
+pub fn linear_f32_transposed_input(x_t: &[f32], m: usize, w: &PackedF32) -> Vec<f32> {
+    assert_eq!(x_t.len(), m * w.k, "input size");
+    let kernel = F32Kernel {
+        x: x_t,
+        m,
+        k: w.k,
+        bias: None,
+        use_simd: gemm::avx512_available(),
+        rows: Rows::Transposed,
+    };
+    gemm::run_new(&kernel, m, &w.panels)
+}
+
+/// How the activation rows lie in memory.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// Row-major `[m, k]`.
+    Stored,
+    /// Row-major `[k, m]`: row `r` is column `r`.
+    Transposed,
 }
 
 fn linear_f32_with(
@@ -47,29 +94,41 @@ fn linear_f32_with(
     bias: Option<&[f32]>,
     out: &mut [f32],
     use_simd: bool,
+    rows: Rows,
 ) {
     gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
     let kernel = F32Kernel {
         x,
+        m,
         k: w.k,
         bias,
         use_simd,
+        rows,
     };
     gemm::run(&kernel, m, &w.panels, out);
 }
 
 struct F32Kernel<'a> {
     x: &'a [f32],
+    m: usize,
     k: usize,
     bias: Option<&'a [f32]>,
     use_simd: bool,
+    rows: Rows,
 }
 
 impl TileKernel for F32Kernel<'_> {
     type Lane = f32;
 
     fn pack_row(&self, row: usize, dst: &mut [f32]) {
-        dst.copy_from_slice(&self.x[row * self.k..(row + 1) * self.k]);
+        match self.rows {
+            Rows::Stored => dst.copy_from_slice(&self.x[row * self.k..(row + 1) * self.k]),
+            Rows::Transposed => {
+                for (p, d) in dst.iter_mut().enumerate() {
+                    *d = self.x[p * self.m + row];
+                }
+            }
+        }
     }
 
     /// # Safety
@@ -156,13 +215,59 @@ mod tests {
             let want = reference(&x, m, k, &w, n, &bias);
             for use_simd in [false, gemm::avx512_available()] {
                 let mut out = vec![f32::NAN; m * n];
-                linear_f32_with(&x, m, &packed, Some(&bias), &mut out, use_simd);
+                linear_f32_with(
+                    &x,
+                    m,
+                    &packed,
+                    Some(&bias),
+                    &mut out,
+                    use_simd,
+                    Rows::Stored,
+                );
                 let worst = max_abs_diff(&out, &want);
                 assert!(
                     worst < 1e-5 * (k as f32).sqrt(),
                     "{m}x{k}x{n} simd={use_simd}: {worst}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn transposed_operands_give_the_backward_products() {
+        // dX = dY W and dW = dY^T X for y = x W^T, against the f64 reference on odd shapes.
+        for &(rows, inp, out) in &[(13, 257, 33), (50, 64, 96), (7, 5, 3)] {
+            let x = lcg(rows * inp, 11);
+            let w = lcg(out * inp, 12);
+            let dy = lcg(rows * out, 13);
+            let zero = vec![0f32; inp.max(out)];
+            // dX[rows, inp] = dy[rows, out] . (W^T)^T with W^T [inp, out] as the weight.
+            let w_t: Vec<f32> = (0..inp)
+                .flat_map(|c| (0..out).map(move |r| (r, c)))
+                .map(|(r, c)| w[r * inp + c])
+                .collect();
+            let want_dx = reference(&dy, rows, out, &w_t, inp, &zero[..inp]);
+            let dx = linear_f32_new(&dy, rows, &PackedF32::pack_transposed(&w, out, inp), None);
+            assert!(
+                max_abs_diff(&dx, &want_dx) < 1e-5 * (out as f32).sqrt(),
+                "dX {rows}x{inp}x{out}"
+            );
+            // dW[out, inp] = dy^T x.
+            let dy_t: Vec<f32> = (0..out)
+                .flat_map(|c| (0..rows).map(move |r| (r, c)))
+                .map(|(r, c)| dy[r * out + c])
+                .collect();
+            let x_t: Vec<f32> = (0..inp)
+                .flat_map(|c| (0..rows).map(move |r| (r, c)))
+                .map(|(r, c)| x[r * inp + c])
+                .collect();
+            let want_dw = reference(&dy_t, out, rows, &x_t, inp, &zero[..inp]);
+            let dw =
+                linear_f32_transposed_input(&dy, out, &PackedF32::pack_transposed(&x, rows, inp));
+            assert!(
+                max_abs_diff(&dw, &want_dw) < 1e-5 * (rows as f32).sqrt(),
+                "dW {rows}x{inp}x{out}"
+            );
         }
     }
 

@@ -53,6 +53,44 @@ impl<L: Copy + Default + Send + Sync> Panels<L> {
         Self { n, groups, data }
     }
 
+    /// The transpose of the row-major `[rows, cols]` matrix `src` packed as a weight `[cols, rows]`: output column
+    /// `c` holds column `c` of `src`. Lane groups are single values (f32 lanes), copied in runs of [`NR`]; the
+    /// buffer is written once (padding lanes set to zero), never zeroed first.
+    pub fn pack_transposed(src: &[L], rows: usize, cols: usize) -> Self {
+        assert_eq!(src.len(), rows * cols, "matrix size");
+        let panels = cols.div_ceil(NR);
+        let panel_len = rows * NR;
+        let len = panels * panel_len;
+        let mut data: Vec<L> = Vec::with_capacity(len);
+        let base = SharedMut(data.as_mut_ptr());
+        let per_thread = panels.div_ceil(threads_for(panels)).max(1);
+        run_parts(panels.div_ceil(per_thread), &|t| {
+            for panel in t * per_thread..((t + 1) * per_thread).min(panels) {
+                let first_col = panel * NR;
+                let width = NR.min(cols - first_col);
+                for g in 0..rows {
+                    let start = g * cols + first_col;
+                    // SAFETY: lanes panel * panel_len + g * NR .. + NR lie in the allocation and belong to this
+                    // part alone; the source run lies inside `src`.
+                    unsafe {
+                        let dst = base.get().add(panel * panel_len + g * NR);
+                        std::ptr::copy_nonoverlapping(src.as_ptr().add(start), dst, width);
+                        for lane in width..NR {
+                            dst.add(lane).write(L::default());
+                        }
+                    }
+                }
+            }
+        });
+        // SAFETY: every lane of every panel was written above.
+        unsafe { data.set_len(len) };
+        Self {
+            n: cols,
+            groups: rows,
+            data,
+        }
+    }
+
     pub fn out_dim(&self) -> usize {
         self.n
     }
@@ -122,8 +160,29 @@ pub trait TileKernel: Sync {
 
 /// `out[m, n] = kernel(a[m], w)` for `m` activation rows (converted by [`TileKernel::pack_row`]).
 pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [f32]) {
+    assert_eq!(out.len(), m * w.n, "output size");
+    // SAFETY: `out` holds the m x n values `run_into` writes.
+    unsafe { run_into(kernel, m, w, out.as_mut_ptr()) }
+}
+
+/// [`run`] into a new vector. The first pass over `k` writes every output value (the tiles cover the output
+/// and the first block stores rather than adds), so the vector is not zeroed first: that memset ran on one core
+/// while the others waited.
+pub fn run_new<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>) -> Vec<f32> {
+    let len = m * w.n;
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the allocation holds `len` values; `run_into` writes each of them before `set_len` exposes them.
+    unsafe {
+        run_into(kernel, m, w, out.as_mut_ptr());
+        out.set_len(len);
+    }
+    out
+}
+
+/// # Safety
+/// `out` points to `m * w.n` writable values (initialised or not); every one of them is written.
+unsafe fn run_into<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: *mut f32) {
     let (n, groups) = (w.n, w.groups);
-    assert_eq!(out.len(), m * n, "output size");
     if m == 0 || n == 0 {
         return;
     }
@@ -134,7 +193,7 @@ pub fn run<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out: &mut [
     let threads = threads_for(panels.max(blocks));
     let blocks_per_thread = blocks.div_ceil(threads);
     let panels_per_thread = panels.div_ceil(threads);
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    let out_ptr = SharedMut(out);
     // Phase 1: the activation blocks, converted and interleaved, split across the cores.
     run_chunks_mut(&mut a, blocks_per_thread * block_len, |t, part| {
         let mut rows = vec![K::Lane::default(); block_len];
@@ -304,14 +363,17 @@ pub(crate) mod simd {
 /// The scalar twin of [`simd::store_f32`] for the portable kernels.
 pub(crate) fn store_f32_portable<L>(tile: &[[f32; NR]; MR], t: &Tile<L>, bias: Option<&[f32]>) {
     for (r, tile_row) in tile.iter().enumerate().take(t.rows) {
-        // SAFETY: the tile's rows and columns are inside the output and owned by this thread (see `run`).
-        let dst = unsafe { std::slice::from_raw_parts_mut(t.out.add(r * t.ld), t.cols) };
-        for (c, (d, v)) in dst.iter_mut().zip(tile_row).enumerate() {
-            *d = if t.first {
-                v + bias.map_or(0.0, |b| b[t.col + c])
-            } else {
-                *d + v
-            };
+        for (c, v) in tile_row.iter().enumerate().take(t.cols) {
+            // SAFETY: the tile's rows and columns are inside the output and owned by this thread (see `run`);
+            // on the first block the value is written without being read (it may be uninitialised).
+            unsafe {
+                let d = t.out.add(r * t.ld + c);
+                if t.first {
+                    d.write(v + bias.map_or(0.0, |b| b[t.col + c]));
+                } else {
+                    d.write(d.read() + v);
+                }
+            }
         }
     }
 }

@@ -3,11 +3,14 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_grad;
 pub mod bf16_gemm;
 pub mod f32_gemm;
 pub mod gemm;
 pub mod int8_gemm;
 pub mod layer_norm;
+pub mod linear_grad;
+pub mod norm_grad;
 pub mod pool;
 pub mod precision;
 pub mod residual;

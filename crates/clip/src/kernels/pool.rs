@@ -171,6 +171,32 @@ pub fn run_chunks_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &
     });
 }
 
+/// A new vector of `len` values made in chunks of `chunk` across the cores: `fill(index, start, dst)` writes the
+/// values `start..start + n` to `dst` (`n` = the chunk's length), which is not zeroed first.
+///
+/// # Safety
+/// `fill` writes every one of the chunk's values through `dst` (the vector exposes them afterwards).
+pub unsafe fn new_in_chunks<T: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, usize, &mut [std::mem::MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let chunk = chunk.max(1);
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    let base = SharedMut(out.as_mut_ptr().cast::<std::mem::MaybeUninit<T>>());
+    run_parts(len.div_ceil(chunk), &|i| {
+        let start = i * chunk;
+        // SAFETY: chunk `i` covers start..start + chunk within the allocation, disjoint from the others.
+        let part = unsafe {
+            std::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
+        };
+        fill(i, start, part);
+    });
+    // SAFETY: the caller's `fill` wrote every value.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// A pointer to data that parts write disjointly.
 pub struct SharedMut<T>(pub *mut T);
 

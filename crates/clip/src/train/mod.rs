@@ -31,6 +31,7 @@ pub(crate) mod eval;
 pub(crate) mod log;
 pub(crate) mod learner;
 pub(crate) mod options;
+pub(crate) mod start;
 pub(crate) mod run;
 pub(crate) mod merge;
 

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor};
 
 use crate::error::{ClipError, Result};
+use crate::kernels::pool::{new_in_chunks, SharedMut};
+use crate::model::nn::with_f32_values;
 use crate::model::params::{Grads, Params};
 
 /// AdamW's settings (open_clip's defaults for ViTs: betas 0.9 / 0.98, eps 1e-6).
@@ -61,39 +63,112 @@ impl AdamW {
         let (b1_weight, b2) = ((1.0 - config.beta1) as f32, config.beta2 as f32);
         let one_minus_b2 = (1.0 - config.beta2) as f32;
         let eps = config.eps as f32;
+        let rule = Update {
+            step_size,
+            bc2_sqrt,
+            b1_weight,
+            b2,
+            one_minus_b2,
+            eps,
+            keep: 1.0,
+        };
         for name in trained {
-            let tensor = params.get(name)?;
+            let tensor = params.get(name)?.contiguous()?;
             let shape = tensor.dims().to_vec();
-            let mut p = tensor.flatten_all()?.to_vec1::<f32>()?;
-            let g = match grads.get(name) {
-                Ok(g) => g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
-                Err(_) => vec![0f32; p.len()],
+            let count = tensor.elem_count();
+            let grad = match grads.get(name) {
+                Ok(g) => g.to_dtype(DType::F32)?.contiguous()?,
+                Err(_) => Tensor::zeros(count, DType::F32, tensor.device())?,
             };
-            if g.len() != p.len() {
+            if grad.elem_count() != count {
                 return Err(ClipError::InvalidInput(format!(
-                    "gradient of {name} has {} values, the parameter {}",
-                    g.len(),
-                    p.len()
+                    "gradient of {name} has {} values, the parameter {count}",
+                    grad.elem_count()
                 )));
             }
             let m = self.moments.entry(name.clone()).or_insert_with(|| Moments {
-                exp_avg: vec![0f32; p.len()],
-                exp_avg_sq: vec![0f32; p.len()],
+                exp_avg: vec![0f32; count],
+                exp_avg_sq: vec![0f32; count],
             });
-            if decays(&shape) {
-                let keep = (1.0 - lr * config.weight_decay) as f32;
-                p.iter_mut().for_each(|v| *v *= keep);
-            }
-            for i in 0..p.len() {
-                // torch.lerp with weight < 0.5: self + weight * (end - self)
-                m.exp_avg[i] += b1_weight * (g[i] - m.exp_avg[i]);
-                m.exp_avg_sq[i] = m.exp_avg_sq[i] * b2 + one_minus_b2 * g[i] * g[i];
-                let denom = m.exp_avg_sq[i].sqrt() / bc2_sqrt + eps;
-                p[i] += -step_size * (m.exp_avg[i] / denom);
-            }
-            params.insert(name.clone(), Tensor::from_vec(p, shape, tensor.device())?);
+            let rule = Update {
+                keep: if decays(&shape) {
+                    (1.0 - lr * config.weight_decay) as f32
+                } else {
+                    1.0
+                },
+                ..rule
+            };
+            let updated = with_f32_values(&tensor, |p| {
+                with_f32_values(&grad, |g| {
+                    rule.apply(p, g, &mut m.exp_avg, &mut m.exp_avg_sq)
+                })
+            })??;
+            params.insert(
+                name.clone(),
+                Tensor::from_vec(updated, shape, tensor.device())?,
+            );
         }
         Ok(())
+    }
+}
+
+/// One AdamW update's constants.
+#[derive(Clone, Copy)]
+struct Update {
+    step_size: f32,
+    bc2_sqrt: f32,
+    b1_weight: f32,
+    b2: f32,
+    one_minus_b2: f32,
+    eps: f32,
+    /// `1 - lr wd` for decaying tensors, else 1.
+    keep: f32,
+}
+
+/// Values per part when an update is split across the cores.
+const PARALLEL_MIN: usize = 1 << 15;
+
+impl Update {
+    /// The updated parameter values; the moments are updated in place. Split across the cores (element-wise,
+    /// so the split cannot change a value).
+    fn apply(self, p: &[f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> Vec<f32> {
+        let parts = crate::threads::count()
+            .min(p.len().div_ceil(PARALLEL_MIN))
+            .max(1);
+        let per = p.len().div_ceil(parts).max(1);
+        let (mp, vp) = (SharedMut(m.as_mut_ptr()), SharedMut(v.as_mut_ptr()));
+        let fill = |_, start: usize, out: &mut [std::mem::MaybeUninit<f32>]| {
+            let n = out.len();
+            // SAFETY: the chunk starting at `start` alone touches moments start..start + n.
+            let (m, v) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(mp.get().add(start), n),
+                    std::slice::from_raw_parts_mut(vp.get().add(start), n),
+                )
+            };
+            self.run(&p[start..start + n], &g[start..start + n], m, v, out);
+        };
+        // SAFETY: `run` writes every value of each chunk.
+        unsafe { new_in_chunks(p.len(), per, fill) }
+    }
+
+    /// `torch.optim.AdamW`'s single-tensor arithmetic, element by element, in its order.
+    fn run(
+        self,
+        p: &[f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        out: &mut [std::mem::MaybeUninit<f32>],
+    ) {
+        for i in 0..p.len() {
+            let param = p[i] * self.keep;
+            // torch.lerp with weight < 0.5: self + weight * (end - self)
+            m[i] += self.b1_weight * (g[i] - m[i]);
+            v[i] = v[i] * self.b2 + self.one_minus_b2 * g[i] * g[i];
+            let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
+            out[i].write(param + -self.step_size * (m[i] / denom));
+        }
     }
 }
 

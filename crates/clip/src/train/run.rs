@@ -12,16 +12,11 @@ use clip_preprocess::PreprocessConfig;
 use clip_tokenizer::Tokenizer;
 use serde_json::json;
 
-use crate::bundle::source::{tokenizer_for, ModelSource};
 use crate::bundle::Clip;
 use crate::error::{ClipError, Result};
 use crate::formats::LOGIT_BIAS;
 use crate::kernels::Precision;
 use crate::model::clip::Trainable;
-use crate::model::layout::parameters;
-use crate::model::params::Params;
-use crate::model::ClipConfig;
-use crate::registry::open_clip::resolve_config;
 use crate::threads::parallel_map;
 use crate::train::batches::{Group, Loader};
 use crate::train::checkpoint::{self, initial_state, RunState, Settings, CHECKPOINT_DIR};
@@ -29,12 +24,12 @@ use crate::train::data::DataSet;
 use crate::train::eval::{encode_pairs, retrieval_metrics, EncodedPairs, Metrics};
 use crate::train::export::{write_model, write_tokenizer};
 use crate::train::feature_cache::{image_key, tower_key, FeatureCache};
-use crate::train::init::fresh_params;
 use crate::train::learner::{Learner, Recipe, StepBatch, LOGIT_SCALE};
 use crate::train::log::RunLog;
 use crate::train::loss::LossKind;
 use crate::train::optim::{cosine_lr, AdamW, AdamWConfig};
-use crate::train::options::{FeatureCacheMode, Length, ModelInit, Resume, TrainOptions};
+use crate::train::options::{FeatureCacheMode, Length, Resume, TrainOptions};
+use crate::train::start::load_start;
 use crate::zeroshot::prompts::{classes_from_spec, templates_from_spec};
 use crate::zeroshot::{evaluate, Classifier, Dataset};
 
@@ -96,16 +91,6 @@ pub struct TrainReport {
     pub log: PathBuf,
     /// The image feature cache used (LiT fast path).
     pub feature_cache: Option<PathBuf>,
-}
-
-/// The starting model: architecture, parameters, preprocessing and tokenizer.
-struct Start {
-    config: ClipConfig,
-    params: Params,
-    preprocess: PreprocessConfig,
-    tokenizer: Tokenizer,
-    /// Where tokenizer files come from for the output.
-    tokenizer_dir: Option<PathBuf>,
 }
 
 fn check_options(o: &TrainOptions) -> Result<()> {
@@ -178,54 +163,6 @@ fn prepare_output(out: &Path, resume: &Resume) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn load_start(o: &TrainOptions) -> Result<Start> {
-    match &o.model {
-        ModelInit::Load(spec) => {
-            let opened = ModelSource::parse(spec)?.open(&o.hub, Precision::F32)?;
-            let store = &opened.opened.store;
-            let config = opened.opened.config.clone();
-            let mut params = Params::new();
-            for (name, shape) in parameters(&config)? {
-                let tensor = store
-                    .take(&name, &shape)
-                    .map_err(|e| crate::formats::stored_name(opened.opened.names, e))?;
-                params.insert(name, tensor);
-            }
-            if store.contains(LOGIT_BIAS) {
-                params.insert(LOGIT_BIAS, store.take(LOGIT_BIAS, &[])?);
-            }
-            let tokenizer = tokenizer_for(opened.tokenizer_dir.as_deref(), o.vocab.as_deref())?;
-            let tokenizer_dir = o.vocab.clone().or(opened.tokenizer_dir);
-            Ok(Start {
-                config,
-                params,
-                preprocess: opened.preprocess,
-                tokenizer,
-                tokenizer_dir,
-            })
-        }
-        ModelInit::Config(name) => {
-            let (config, preprocess_cfg) = resolve_config(name)?;
-            let size = config.vision.image_size() as u32;
-            let preprocess = match preprocess_cfg {
-                Some(p) => p.to_config(size)?,
-                None => PreprocessConfig {
-                    size,
-                    ..PreprocessConfig::default()
-                },
-            };
-            let params = fresh_params(&config, o.seed)?;
-            Ok(Start {
-                config,
-                params,
-                preprocess,
-                tokenizer: tokenizer_for(None, o.vocab.as_deref())?,
-                tokenizer_dir: o.vocab.clone(),
-            })
-        }
-    }
 }
 
 /// The zero-shot evaluation's classifier inputs and images.
@@ -318,7 +255,12 @@ pub fn train(options: &TrainOptions, observer: &mut dyn TrainObserver) -> Result
         })
         .transpose()?;
     let zeroshot = zeroshot_set(options)?;
-    let start = load_start(options)?;
+    let start = load_start(
+        &options.model,
+        &options.hub,
+        options.vocab.as_deref(),
+        options.seed,
+    )?;
     let settings = Settings {
         train_data: options.train_data.clone(),
         batch_size: options.batch_size,

@@ -207,6 +207,14 @@ fn materialise(
                 t.storage.numel
             ));
         }
+        // The storage's file may hold fewer bytes than its declared size (found by fuzzing).
+        let needed = (last + 1).checked_mul(es).ok_or("view out of bounds")?;
+        if needed > bytes.len() {
+            return Err(format!(
+                "view needs {needed} bytes of a storage file of {} bytes",
+                bytes.len()
+            ));
+        }
     }
     let mut contiguous = vec![0usize; t.shape.len()];
     let mut acc = 1usize;

@@ -2,16 +2,17 @@
 
 use candle_core::{DType, Tensor};
 
+use super::with_f32_values;
 use crate::error::Result;
-use crate::kernels::activation::quick_gelu;
+use crate::kernels::activation::quick_gelu_copy;
 use crate::model::config::Activation;
 
 /// Applies `act` element-wise.
 pub(crate) fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
         Activation::QuickGelu if x.dtype() == DType::F32 && x.device().is_cpu() => {
-            let mut values = x.flatten_all()?.to_vec1::<f32>()?;
-            quick_gelu(&mut values);
+            let x = x.contiguous()?;
+            let values = with_f32_values(&x, quick_gelu_copy)?;
             Tensor::from_vec(values, x.shape(), x.device())?
         }
         Activation::QuickGelu => (x * candle_nn::ops::sigmoid(&x.affine(1.702, 0.0)?)?)?,

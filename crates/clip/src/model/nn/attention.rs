@@ -10,6 +10,8 @@ use candle_core::{DType, Device, Tensor};
 use super::{with_f32_values, Linear};
 use crate::error::Result;
 use crate::kernels::attention::{attention, AttentionShape};
+use crate::kernels::attention_grad::attention_backward;
+use crate::kernels::linear_grad::linear_grads;
 use crate::kernels::Precision;
 use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
@@ -130,84 +132,69 @@ impl Attention {
         params: &Params,
         grads: &mut Grads,
     ) -> Result<Tensor> {
-        let dheads = self.out_proj.backward(&cache.heads, dy, params, grads)?;
-        let dqkv = self.attention_backward(&cache.qkv, &dheads, cache.mask.as_ref())?;
+        let dheads = self
+            .out_proj
+            .backward(&cache.heads, dy, params, grads)?
+            .contiguous()?;
+        let (batch, tokens, width) = cache.x.dims3()?;
+        let shape = AttentionShape {
+            batch,
+            tokens,
+            heads: self.heads,
+            head_dim: self.head_dim,
+        };
+        let scale = self.score_scale.unwrap_or(1.0) as f32;
+        let mask = match &cache.mask {
+            Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        let mut dqkv = vec![0f32; batch * tokens * 3 * width];
+        with_f32_values(&cache.qkv, |qkv| {
+            with_f32_values(&dheads, |d| {
+                attention_backward(qkv, d, shape, scale, mask.as_deref(), &mut dqkv)
+            })
+        })??;
         // The stacked projection computed q with its rows scaled by `q_factor` (the folded head_dim^-0.5):
         // its effective weight is [q_factor Wq; Wk; Wv].
-        let (_, _, width) = cache.x.dims3()?;
         let q_factor = match self.score_scale {
             Some(_) => 1.0,
-            None => f64::from((self.head_dim as f32).powf(-0.5)),
+            None => (self.head_dim as f32).powf(-0.5),
         };
         let name = |proj: &str, part: &str| format!("{}{proj}.{part}", self.prefix);
-        let weight = Tensor::cat(
-            &[
-                &params
-                    .get(&name("q_proj", "weight"))?
-                    .affine(q_factor, 0.0)?,
-                params.get(&name("k_proj", "weight"))?,
-                params.get(&name("v_proj", "weight"))?,
-            ],
-            0,
-        )?;
-        let rows = cache.x.elem_count() / width;
-        let x2 = cache.x.reshape((rows, width))?;
-        let d2 = dqkv.reshape((rows, 3 * width))?;
-        let dweight = d2.t()?.matmul(&x2)?;
-        let dbias = d2.sum(0)?;
+        let mut stacked = Vec::with_capacity(3 * width * width);
         for (i, proj) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
             let factor = if i == 0 { q_factor } else { 1.0 };
-            let dw = dweight.narrow(0, i * width, width)?.affine(factor, 0.0)?;
-            let db = dbias.narrow(0, i * width, width)?.affine(factor, 0.0)?;
-            grads.add(&name(proj, "weight"), &dw)?;
-            grads.add(&name(proj, "bias"), &db)?;
+            with_f32_values(params.get(&name(proj, "weight"))?, |w| {
+                stacked.extend(w.iter().map(|v| v * factor))
+            })?;
         }
-        Ok(d2.matmul(&weight)?.reshape(cache.x.shape())?)
-    }
-
-    /// The gradient of the stacked q/k/v output from the gradient of the heads' output, the attention
-    /// recomputed per head: with `S = q k^T s (+ mask)`, `P = softmax(S)`, `O = P v`:
-    /// `dv = P^T dO`, `dP = dO v^T`, `dS = P (dP - rowsum(dP P))`, `dq = dS k s`, `dk = dS^T q s`.
-    fn attention_backward(
-        &self,
-        qkv: &Tensor,
-        dheads: &Tensor,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let (b, t, _) = qkv.dims3()?;
-        let (h, d) = (self.heads, self.head_dim);
-        let split = qkv.reshape((b, t, 3, h, d))?;
-        let part = |i: usize| -> Result<Tensor> {
-            Ok(split
-                .narrow(2, i, 1)?
-                .squeeze(2)?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?); // [b, h, t, d]
-        let scale = self.score_scale.unwrap_or(1.0);
-        let mut scores = q
-            .matmul(&k.transpose(2, 3)?.contiguous()?)?
-            .affine(scale, 0.0)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
+        let rows = batch * tokens;
+        let x = cache.x.contiguous()?;
+        let g = with_f32_values(&x, |xv| {
+            linear_grads(xv, &dqkv, &stacked, rows, width, 3 * width, true)
+        })?;
+        let db = g.db.unwrap_or_default();
+        let device = cache.x.device();
+        for (i, proj) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+            let factor = if i == 0 { q_factor } else { 1.0 };
+            let dw: Vec<f32> = g.dw[i * width * width..(i + 1) * width * width]
+                .iter()
+                .map(|v| v * factor)
+                .collect();
+            let dbias: Vec<f32> = db[i * width..(i + 1) * width]
+                .iter()
+                .map(|v| v * factor)
+                .collect();
+            grads.add(
+                &name(proj, "weight"),
+                &Tensor::from_vec(dw, (width, width), device)?,
+            )?;
+            grads.add(
+                &name(proj, "bias"),
+                &Tensor::from_vec(dbias, width, device)?,
+            )?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?; // [b, h, t, t]
-        let dout = dheads
-            .reshape((b, t, h, d))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let dv = probs.transpose(2, 3)?.contiguous()?.matmul(&dout)?;
-        let dprobs = dout.matmul(&v.transpose(2, 3)?.contiguous()?)?;
-        let row = (&dprobs * &probs)?.sum_keepdim(3)?;
-        let dscores = (&probs * dprobs.broadcast_sub(&row)?)?.affine(scale, 0.0)?;
-        let dq = dscores.matmul(&k)?;
-        let dk = dscores.transpose(2, 3)?.contiguous()?.matmul(&q)?;
-        let stacked = Tensor::stack(&[&dq, &dk, &dv], 2)?; // [b, h, 3, t, d]
-        Ok(stacked
-            .permute((0, 3, 2, 1, 4))?
-            .contiguous()?
-            .reshape((b, t, 3 * h * d))?)
+        Ok(Tensor::from_vec(g.dx, (batch, tokens, width), device)?)
     }
 }
 

@@ -5,6 +5,7 @@ use candle_core::{DType, Tensor};
 use super::with_f32_values;
 use crate::error::{ClipError, Result};
 use crate::kernels::layer_norm::layer_norm;
+use crate::kernels::norm_grad::layer_norm_backward;
 use crate::model::params::Grads;
 use crate::weights::Weights;
 
@@ -54,59 +55,34 @@ impl LayerNorm {
     }
 
     /// Training's backward pass: the input `x` of the forward pass and the gradient `dy` of its output give the
-    /// gain and bias gradients (added to `grads`) and the gradient of `x`. The normalisation statistics are
-    /// recomputed from `x` (in f64).
+    /// gain and bias gradients (added to `grads`) and the gradient of `x`; the statistics are recomputed from `x`.
     pub fn backward(&self, x: &Tensor, dy: &Tensor, grads: &mut Grads) -> Result<Tensor> {
         let dim = self.weight.len();
-        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let dys = dy.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        if xs.len() != dys.len() || !xs.len().is_multiple_of(dim) {
+        let (x2, dy2) = (
+            x.to_dtype(DType::F32)?.contiguous()?,
+            dy.to_dtype(DType::F32)?.contiguous()?,
+        );
+        if x2.elem_count() != dy2.elem_count() || !x2.elem_count().is_multiple_of(dim) {
             return Err(ClipError::InvalidInput(format!(
                 "layer norm backward: input {:?} and gradient {:?} do not match {dim} features",
                 x.dims(),
                 dy.dims()
             )));
         }
-        let mut dx = vec![0f32; xs.len()];
-        let mut dgain = vec![0f64; dim];
-        let mut dbias = vec![0f64; dim];
-        for ((row, drow), out) in xs
-            .chunks_exact(dim)
-            .zip(dys.chunks_exact(dim))
-            .zip(dx.chunks_exact_mut(dim))
-        {
-            let n = dim as f64;
-            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-            let var = row
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / n;
-            let rstd = 1.0 / (var + self.eps).sqrt();
-            let (mut mean_g, mut mean_gx) = (0f64, 0f64);
-            for i in 0..dim {
-                let xhat = (f64::from(row[i]) - mean) * rstd;
-                let g = f64::from(drow[i]) * f64::from(self.weight[i]);
-                mean_g += g;
-                mean_gx += g * xhat;
-                dgain[i] += f64::from(drow[i]) * xhat;
-                dbias[i] += f64::from(drow[i]);
-            }
-            mean_g /= n;
-            mean_gx /= n;
-            for i in 0..dim {
-                let xhat = (f64::from(row[i]) - mean) * rstd;
-                let g = f64::from(drow[i]) * f64::from(self.weight[i]);
-                out[i] = (rstd * (g - mean_g - xhat * mean_gx)) as f32;
-            }
-        }
-        let to_tensor = |v: Vec<f64>| -> Result<Tensor> {
-            let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-            Ok(Tensor::from_vec(v, dim, x.device())?)
-        };
-        grads.add(&format!("{}weight", self.prefix), &to_tensor(dgain)?)?;
-        grads.add(&format!("{}bias", self.prefix), &to_tensor(dbias)?)?;
-        Ok(Tensor::from_vec(dx, x.shape(), x.device())?)
+        let g = with_f32_values(&x2, |xv| {
+            with_f32_values(&dy2, |dyv| {
+                layer_norm_backward(xv, dyv, &self.weight, self.eps as f32)
+            })
+        })??;
+        grads.add(
+            &format!("{}weight", self.prefix),
+            &Tensor::from_vec(g.dgain, dim, x.device())?,
+        )?;
+        grads.add(
+            &format!("{}bias", self.prefix),
+            &Tensor::from_vec(g.dbias, dim, x.device())?,
+        )?;
+        Ok(Tensor::from_vec(g.dx, x.shape(), x.device())?)
     }
 }
 

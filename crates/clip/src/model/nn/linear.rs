@@ -8,8 +8,9 @@ use candle_core::{DType, Tensor};
 use super::with_f32_values;
 use crate::error::{ClipError, Result};
 use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
-use crate::kernels::f32_gemm::{linear_f32, PackedF32};
+use crate::kernels::f32_gemm::{linear_f32_new, PackedF32};
 use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
+use crate::kernels::linear_grad::linear_grads;
 use crate::kernels::residual::add_assign;
 use crate::kernels::Precision;
 use crate::model::params::{Grads, Params};
@@ -129,13 +130,20 @@ impl Linear {
         }
         let rows = lead.iter().product::<usize>();
         let x = x.to_dtype(DType::F32)?.contiguous()?;
-        let mut out = vec![0f32; rows * self.out_dim()];
-        with_f32_values(&x, |input| {
+        let mut out = with_f32_values(&x, |input| {
             let bias = self.bias.as_deref();
             match &self.weight {
-                LinearWeight::F32(w) => linear_f32(input, rows, w, bias, &mut out),
-                LinearWeight::Bf16(w) => linear_bf16(input, rows, w, bias, &mut out),
-                LinearWeight::Int8(w) => linear_int8(input, rows, w, bias, &mut out),
+                LinearWeight::F32(w) => linear_f32_new(input, rows, w, bias),
+                LinearWeight::Bf16(w) => {
+                    let mut out = vec![0f32; rows * self.out_dim()];
+                    linear_bf16(input, rows, w, bias, &mut out);
+                    out
+                }
+                LinearWeight::Int8(w) => {
+                    let mut out = vec![0f32; rows * self.out_dim()];
+                    linear_int8(input, rows, w, bias, &mut out);
+                    out
+                }
             }
         })?;
         epilogue(&mut out);
@@ -173,11 +181,21 @@ pub(crate) fn linear_backward(
 ) -> Result<Tensor> {
     let (out_dim, in_dim) = weight.dims2()?;
     let rows = x.elem_count() / in_dim.max(1);
-    let x2 = x.reshape((rows, in_dim))?;
-    let dy2 = dy.reshape((rows, out_dim))?;
-    grads.add(weight_name, &dy2.t()?.matmul(&x2)?)?;
-    if let Some(bias_name) = bias_name {
-        grads.add(bias_name, &dy2.sum(0)?)?;
+    let (x2, dy2) = (x.contiguous()?, dy.contiguous()?);
+    let g = with_f32_values(&x2, |xv| {
+        with_f32_values(&dy2, |dyv| {
+            with_f32_values(weight, |wv| {
+                linear_grads(xv, dyv, wv, rows, in_dim, out_dim, bias_name.is_some())
+            })
+        })
+    })???;
+    let device = x.device();
+    grads.add(
+        weight_name,
+        &Tensor::from_vec(g.dw, (out_dim, in_dim), device)?,
+    )?;
+    if let (Some(name), Some(db)) = (bias_name, g.db) {
+        grads.add(name, &Tensor::from_vec(db, out_dim, device)?)?;
     }
-    Ok(dy2.matmul(weight)?.reshape(x.shape())?)
+    Ok(Tensor::from_vec(g.dx, x.shape(), device)?)
 }

@@ -3,9 +3,9 @@
 use candle_core::Tensor;
 
 use super::activation::activation_grad;
-use super::{activate, Linear};
+use super::{activate, with_f32_values, Linear};
 use crate::error::Result;
-use crate::kernels::activation::quick_gelu;
+use crate::kernels::activation::{activation_backward, quick_gelu, Smooth};
 use crate::model::config::Activation;
 use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
@@ -67,7 +67,22 @@ impl Mlp {
         grads: &mut Grads,
     ) -> Result<Tensor> {
         let dhidden = self.fc2.backward(&cache.hidden, dy, params, grads)?;
-        let dpre = (dhidden * activation_grad(&cache.pre, self.activation)?)?;
+        let smooth = match self.activation {
+            Activation::QuickGelu => Some(Smooth::QuickGelu),
+            Activation::GeluTanh => Some(Smooth::GeluTanh),
+            Activation::Gelu => None,
+        };
+        let dpre = match smooth {
+            Some(kind) => {
+                let pre = cache.pre.contiguous()?;
+                let d = dhidden.contiguous()?;
+                let values = with_f32_values(&pre, |p| {
+                    with_f32_values(&d, |dv| activation_backward(kind, p, dv))
+                })??;
+                Tensor::from_vec(values, pre.shape(), pre.device())?
+            }
+            None => (dhidden * activation_grad(&cache.pre, self.activation)?)?,
+        };
         self.fc1.backward(&cache.x, &dpre, params, grads)
     }
 }
