@@ -5,8 +5,8 @@ and labelled folders for zero-shot evaluation ("red circle", "blue triangle", ..
 
     python scripts/recipes/shapes_data.py OUT [--train 6000] [--val 600] [--per-class 20] [--size 64]
 
-Writes OUT/base/ (shapes circle, square, triangle in red, green, blue, yellow) and OUT/novel/ (the same shapes
-plus star and cross, in purple and orange, which the base model never saw), each with train.csv and val.csv
+Writes OUT/base/ (shapes circle, square, triangle in red, green, blue, yellow) and OUT/novel/ (new shapes,
+star and cross, in new colours, purple and orange, which the base model never saw), each with train.csv and val.csv
 (tab-separated `filepath` / `title`, paths relative to the CSV) and zeroshot/<colour shape>/*.png.
 """
 import argparse

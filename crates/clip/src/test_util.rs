@@ -19,6 +19,34 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0f32, |acc, (x, y)| acc.max((x - y).abs()))
 }
 
+/// max |got - want| / max |want| over two tensors of the same size.
+pub fn relative_error(got: &candle_core::Tensor, want: &candle_core::Tensor) -> f64 {
+    let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let max_ref = w.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+    f64::from(max_abs_diff(&g, &w)) / max_ref
+}
+
+/// The largest |x| of a tensor.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// The sum of |x| over a tensor.
+pub fn abs_sum(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// A fresh temporary directory for one test (unique to the process and `tag`).
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("clip-unit-{tag}-{}", std::process::id()));

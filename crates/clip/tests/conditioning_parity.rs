@@ -37,30 +37,8 @@ fn reference(preset: Preset) -> HashMap<String, Tensor> {
 /// max |got - want| / max |want| (want's scale floored at 1e-6 for all-zero references).
 fn rel_error(what: &str, got: &Tensor, want: &Tensor) -> f32 {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let rel = diff / scale.max(1e-6);
-    assert!(
-        rel <= REL_TOL,
-        "{what}: max |diff| {diff:e} vs max |ref| {scale} (relative {rel:e})"
-    );
+    let rel = common::relative_error(got, want);
+    assert!(rel <= REL_TOL, "{what}: relative error {rel:e}");
     rel
 }
 

@@ -15,7 +15,7 @@ use clip::train::{
     TrainObserver, TrainOptions, TrainReport,
 };
 use clip::{Clip, LoadOptions};
-use common::{fixture, TempDir};
+use common::{fixture, relative_error, TempDir};
 use serde_json::Value;
 
 fn runs() -> Value {
@@ -141,28 +141,9 @@ fn check_features(name: &str, out: &Path) {
         (to_tensor(&images), "image_features"),
         (to_tensor(&texts), "text_features"),
     ] {
-        let want = &reference[&format!("{name}.{key}")];
-        let diff = (&got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        println!("{name}: final {key}: {:.2e}", diff / scale);
-        assert!(
-            diff <= 1e-3 * scale,
-            "{name}: final {key} off by {} of {scale}",
-            diff
-        );
+        let e = relative_error(&got, &reference[&format!("{name}.{key}")]);
+        println!("{name}: final {key}: {e:.2e}");
+        assert!(e <= 1e-3, "{name}: final {key} off by {e:e} (relative)");
     }
 }
 

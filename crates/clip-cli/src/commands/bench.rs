@@ -57,12 +57,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
     options
         .validate()
         .map_err(|e| UsageError(format!("{e} (e.g. --batch 1,8,32 --iters 5)")))?;
-    let load = clip::LoadOptions {
-        hub: hub_options(global),
-        vocab: None,
-        precision: args.model.dtype,
-        threads: global.threads,
-    };
+    let load = load_options(global, &args);
     let model = &args.model.model;
     let report = clip::bench::run(model, &load, &options)
         .with_context(|| format!("cannot benchmark {model}"))?;
@@ -87,12 +82,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
             row.items_per_second
         ))?;
     }
-    if let Some(bytes) = report.peak_rss_bytes {
-        print_line(&format!(
-            "peak RSS {:.0} MiB",
-            bytes as f64 / (1024.0 * 1024.0)
-        ))?;
-    }
+    print_peak_rss(report.peak_rss_bytes)?;
     Ok(Outcome::Success)
 }
 
@@ -129,12 +119,7 @@ fn train(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Outcome> {
         lock_image: args.lock_image,
         lock_text: args.lock_text,
     };
-    let load = clip::LoadOptions {
-        hub: hub_options(global),
-        vocab: None,
-        precision: args.model.dtype,
-        threads: global.threads,
-    };
+    let load = load_options(global, args);
     let model = &args.model.model;
     let report = clip::bench::run_train(model, &load, &options)
         .with_context(|| format!("cannot benchmark training of {model}"))?;
@@ -150,11 +135,25 @@ fn train(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Outcome> {
         "{:.3} s/step  {:.2} samples/s  (median of {} steps)",
         report.step_seconds, report.samples_per_second, options.steps
     ))?;
-    if let Some(bytes) = report.peak_rss_bytes {
+    print_peak_rss(report.peak_rss_bytes)?;
+    Ok(Outcome::Success)
+}
+
+fn load_options(global: &GlobalArgs, args: &BenchArgs) -> clip::LoadOptions {
+    clip::LoadOptions {
+        hub: hub_options(global),
+        vocab: None,
+        precision: args.model.dtype,
+        threads: global.threads,
+    }
+}
+
+fn print_peak_rss(bytes: Option<u64>) -> anyhow::Result<()> {
+    if let Some(bytes) = bytes {
         print_line(&format!(
             "peak RSS {:.0} MiB",
             bytes as f64 / (1024.0 * 1024.0)
         ))?;
     }
-    Ok(Outcome::Success)
+    Ok(())
 }

@@ -68,6 +68,7 @@ mod tests {
 
     use super::*;
     use crate::model::text::TextTransformer;
+    use crate::test_util::relative_error;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -145,22 +146,7 @@ mod tests {
         let ids = refs["input_ids"].to_dtype(DType::U32).unwrap();
         let pooled = tower.forward(&ids).unwrap();
         let text = pooled.matmul(&projection.t().unwrap()).unwrap();
-        let want = &refs["text_features"];
-        let diff = (text - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff <= 1e-4 * scale, "{diff} vs {scale}");
+        let e = relative_error(&text, &refs["text_features"]);
+        assert!(e <= 1e-4, "relative error {e:e}");
     }
 }

@@ -312,6 +312,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::bundle::source::ModelSource;
     use crate::hub::HubOptions;
+    use crate::test_util::{abs_sum, max_abs, relative_error};
     use crate::train::batches::{Loader, Position};
     use crate::train::data::{DataFormat, DataSet};
     use crate::train::optim::AdamW;
@@ -379,19 +380,6 @@ pub(crate) mod tests {
         (learner, vec![batches])
     }
 
-    /// max |a - b| / max |b|.
-    pub fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
-        let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(g.len(), w.len());
-        let max_ref = w.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
-        let max_diff = g
-            .iter()
-            .zip(&w)
-            .fold(0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
-        max_diff / max_ref
-    }
-
     #[test]
     fn one_step_loss_and_every_gradient_equal_pytorch() {
         let reference = candle_core::safetensors::load(
@@ -425,22 +413,8 @@ pub(crate) mod tests {
             let e = if let Some(layer) = name.strip_suffix("k_proj.bias") {
                 // Mathematically zero (softmax over keys ignores a bias added to every key): PyTorch's value is
                 // rounding noise, so the scale is that of the layer's query bias gradient.
-                let scale = reference[&format!("{layer}q_proj.bias")]
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let diff = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                f64::from(diff / scale)
+                let scale = max_abs(&reference[&format!("{layer}q_proj.bias")]);
+                f64::from(max_abs(&(got - want).unwrap()) / scale)
             } else {
                 relative_error(got, want)
             };
@@ -455,22 +429,8 @@ pub(crate) mod tests {
             .unwrap();
         let got_rows = grads.get(token).unwrap().index_select(&ids, 0).unwrap();
         let e = relative_error(&got_rows, &reference[&format!("{token}.rows")]);
-        let dense = grads
-            .get(token)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let rows = got_rows
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let dense = abs_sum(grads.get(token).unwrap());
+        let rows = abs_sum(&got_rows);
         assert!(
             (dense - rows).abs() <= 1e-6 * dense,
             "gradient outside the used rows"

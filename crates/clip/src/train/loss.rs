@@ -180,6 +180,7 @@ fn sigmoid(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::relative_error;
 
     fn features(seed: u64, b: usize, d: usize) -> Tensor {
         let v = crate::test_util::lcg(b * d, seed);
@@ -272,23 +273,8 @@ mod tests {
                 close(g.dbias, scalar("siglip.dbias"), "d bias");
             }
             for (got, key) in [(&g.dimage, "dimage"), (&g.dtext, "dtext")] {
-                let want = &r[&format!("{name}.{key}")];
-                let diff = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let scale = want
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(diff <= 1e-5 * scale, "{name} {key}: {diff} of {scale}");
+                let e = relative_error(got, &r[&format!("{name}.{key}")]);
+                assert!(e <= 1e-5, "{name} {key}: relative error {e:e}");
             }
         }
     }

@@ -61,6 +61,22 @@ pub fn ids(t: &Tensor) -> Tensor {
     t.to_dtype(DType::U32).unwrap()
 }
 
+/// max |got - want| / max |want| (the scale floored at 1e-6 for all-zero references).
+pub fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "shape");
+    let max_abs = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    max_abs(&(got - want).unwrap()) / max_abs(want).max(1e-6)
+}
+
 /// Asserts `got` matches `want` within the tolerance; prints and returns the relative error (see it with
 /// `--nocapture`).
 pub fn check(what: &str, got: &Tensor, want: &Tensor) -> f32 {
