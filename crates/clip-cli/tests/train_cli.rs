@@ -268,6 +268,11 @@ fn bad_inputs_fail_with_one_line_and_keep_checkpoints() {
     args[i] = "--config".into();
     args[i + 1] = "ViT-Nope-99".into();
     one_line_error(&run(&args), "unknown open_clip config");
+    // Training arithmetic other than f32 / bf16.
+    one_line_error(
+        &run(&train_args(&dir.join("o"), &["--dtype", "int8"])),
+        "not int8",
+    );
     // An output folder that cannot be written (under a regular file: fails even for root).
     let file = csv("a-file", "x");
     one_line_error(
