@@ -268,6 +268,14 @@ fn bad_inputs_fail_with_one_line_and_keep_checkpoints() {
     args[i] = "--config".into();
     args[i + 1] = "ViT-Nope-99".into();
     one_line_error(&run(&args), "unknown open_clip config");
+    // A ResNet image tower (no backward pass yet), even locked.
+    let mut args = train_args(&dir.join("o"), &["--lock-image"]);
+    let i = args.iter().position(|a| a == "--model").unwrap();
+    args[i + 1] = root()
+        .join("fixtures/openai/rn/model.pt")
+        .to_string_lossy()
+        .into_owned();
+    one_line_error(&run(&args), "only ViT image towers");
     // Training arithmetic other than f32 / bf16.
     one_line_error(
         &run(&train_args(&dir.join("o"), &["--dtype", "int8"])),

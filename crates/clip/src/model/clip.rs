@@ -201,9 +201,7 @@ impl ClipModel {
                     (&self.vision_model, &self.visual_projection)
                 else {
                     return Err(ClipError::InvalidInput(
-                        "training a ModifiedResNet image tower is not supported yet; lock it (--lock-image) to \
-                         train the text tower against it"
-                            .into(),
+                        "training a ModifiedResNet image tower is not supported yet".into(),
                     ));
                 };
                 let (pooled, vision_cache) =
