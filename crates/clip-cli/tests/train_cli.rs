@@ -303,6 +303,12 @@ fn bad_inputs_fail_with_one_line_and_keep_checkpoints() {
     ));
     one_line_error(&o, "other settings");
     let ckpt = out.join("checkpoints/step-00000003");
+    // A checkpoint is a whole model directory: the run's tokenizer files are in it.
+    assert!(
+        ckpt.join("tokenizer.json").is_file() || ckpt.join("vocab.json").is_file(),
+        "no tokenizer in {}",
+        ckpt.display()
+    );
     let o = clip(&[
         "embed",
         "--model",

@@ -15,7 +15,7 @@ use crate::model::layout::parameters;
 use crate::model::params::Params;
 use crate::model::ClipConfig;
 use crate::train::batches::Position;
-use crate::train::export::{write_json, write_model};
+use crate::train::export::{write_json, write_model, write_tokenizer};
 use crate::train::optim::{AdamW, Moments};
 use crate::weights::safetensors::{open, write_f32};
 
@@ -105,6 +105,7 @@ pub(crate) fn save(
     params: &Params,
     adam: &AdamW,
     preprocess: &PreprocessConfig,
+    tokenizer_dir: Option<&Path>,
     state: &RunState,
 ) -> Result<PathBuf> {
     let name = step_dir_name(state.step);
@@ -114,7 +115,9 @@ pub(crate) fn save(
         std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
     }
     std::fs::create_dir_all(&partial).map_err(io_err(&partial))?;
+    // A whole Hugging Face directory, tokenizer included, so that `--model CHECKPOINT` tokenizes as the run did.
     write_model(&partial, config, params, preprocess)?;
+    write_tokenizer(&partial, tokenizer_dir)?;
     let mut moments: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (param, m) in &adam.moments {
         let shape = params.get(param)?.dims().to_vec();

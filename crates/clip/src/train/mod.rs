@@ -2,7 +2,7 @@
 //! own forward passes with backward passes beside them (`model`), `ClipLoss` / `SigLipLoss` ([`loss`]), AdamW
 //! with open_clip's weight-decay rule, warmup + cosine schedule and gradient clipping ([`optim`]), CSV and
 //! WebDataset data read in a reproducible order ([`data`], [`batches`]), open_clip's augmentation
-//! ([`augment`]), resumable checkpoints ([`checkpoint`]), retrieval and zero-shot evaluation ([`eval`]), the
+//! ([`augment`]), resumable checkpoints ([`checkpoint`]), retrieval metrics ([`eval`]), the
 //! LiT fast path's feature cache ([`feature_cache`]), export as a Hugging Face model ([`export`]) and WiSE-FT
 //! weight interpolation ([`merge`]).
 //!

@@ -199,6 +199,8 @@ struct Run<'a> {
     warmup: u64,
     preprocess: PreprocessConfig,
     tokenizer: Tokenizer,
+    /// Where the tokenizer's files come from (`None`: OpenAI's built-in vocabulary).
+    tokenizer_dir: Option<PathBuf>,
     log: RunLog,
     val: Option<DataSet>,
     zeroshot: Option<ZeroShotSet>,
@@ -365,6 +367,7 @@ pub fn train(options: &TrainOptions, observer: &mut dyn TrainObserver) -> Result
         warmup,
         preprocess: start.preprocess,
         tokenizer: start.tokenizer,
+        tokenizer_dir: start.tokenizer_dir,
         log,
         val,
         zeroshot,
@@ -399,7 +402,7 @@ pub fn train(options: &TrainOptions, observer: &mut dyn TrainObserver) -> Result
         &run.learner.params,
         &run.preprocess,
     )?;
-    write_tokenizer(out, start.tokenizer_dir.as_deref())?;
+    write_tokenizer(out, run.tokenizer_dir.as_deref())?;
     observer.message(&format!("wrote the trained model to {}", out.display()));
     let unreadable = run
         .unreadable_seen
@@ -727,6 +730,7 @@ impl Run<'_> {
             &self.learner.params,
             &self.learner.adam,
             &self.preprocess,
+            self.tokenizer_dir.as_deref(),
             &self.state,
         )?;
         if self.options.delete_previous_checkpoint {
