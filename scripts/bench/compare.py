@@ -150,8 +150,10 @@ def main():
     if args.onnx:
         engines["ort f32"] = {(t, b): s for t, b, s in onnx_rows(args.model_dir, batches, args.iters)}
 
+    machine = next(iter(reports.values()))["machine"]
+    print(f"cpu: {machine['cpu']} [{' '.join(machine['cpu_flags'])}]")
     for dtype, report in reports.items():
-        print(f"clip {dtype}: load {report['load_seconds']:.3f} s, peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB")
+        print(f"clip {dtype}: kernel {report['machine']['kernel']}, load {report['load_seconds']:.3f} s, peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB")
     print(f"machine: {os.cpu_count()} cores; torch {torch.__version__}; items/s (median of {args.iters}), "
           "x = ratio to torch f32")
     names = ["torch f32"] + (["ort f32"] if args.onnx else []) + [f"clip {d}" for d in dtypes]

@@ -105,6 +105,9 @@ def main():
                 results.setdefault(name, []).append(fn(a.model_dir, a.batch, a.steps, dtype))
     base = statistics.median(r["samples_per_second"] for r in results["pytorch f32"])
     print(f"ViT training, batch {a.batch}, median of {a.steps} steps x {a.rounds} rounds, {os.cpu_count()} cores")
+    for dtype in dtypes:
+        machine = results[f"clip {dtype}"][0]["machine"]
+        print(f"cpu: {machine['cpu']} [{' '.join(machine['cpu_flags'])}]; clip {dtype} kernel {machine['kernel']}")
     print(f"{'engine':<14} {'s/step':>8} {'samples/s':>10} {'vs torch f32':>13} {'peak RSS MiB':>13}")
     for name, rs in results.items():
         sps = statistics.median(r["samples_per_second"] for r in rs)

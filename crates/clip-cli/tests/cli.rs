@@ -443,3 +443,29 @@ fn reduced_precision_dtypes_keep_embeddings_within_their_cosine_bars() {
     ]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
+
+/// `clip bench` reports what it measured on: the CPU, its extensions and the kernel each precision ran on.
+#[test]
+fn bench_reports_the_machine_and_kernel() {
+    let model = "fixtures/models/hf_tiny_quickgelu";
+    let kernels = ["avx512f", "avx512_bf16", "avx512_vnni", "portable"];
+    for dtype in ["f32", "int8"] {
+        let out = clip(&[
+            "bench", "-m", model, "--dtype", dtype, "--batch", "2", "--iters", "1", "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert!(!report["machine"]["cpu"].as_str().unwrap().is_empty());
+        assert!(kernels.contains(&report["machine"]["kernel"].as_str().unwrap()));
+        assert!(report["rows"].as_array().unwrap().len() == 2, "{report}");
+    }
+    let out = clip(&[
+        "bench", "--train", "-m", model, "--batch", "4", "--iters", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(kernels.contains(&report["machine"]["kernel"].as_str().unwrap()));
+    let losses = report["losses"].as_array().unwrap();
+    assert_eq!(losses.len(), 2, "one warm-up and one timed step: {report}");
+    assert!(losses.iter().all(|l| l.as_f64().unwrap().is_finite()));
+}

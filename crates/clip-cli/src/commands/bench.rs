@@ -69,6 +69,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
         "model {} {}  (load {:.3} s, {} threads)",
         report.model, report.dtype, report.load_seconds, report.threads
     ))?;
+    print_machine(&report.machine)?;
     print_line(&format!(
         "{:<6} {:>6} {:>12} {:>12}",
         "tower", "batch", "ms/batch", "items/s"
@@ -93,14 +94,17 @@ fn kernels(args: &BenchArgs) -> anyhow::Result<Outcome> {
         print_line(&serde_json::to_string(&rows)?)?;
         return Ok(Outcome::Success);
     }
+    let (cpu, flags) = clip::bench::cpu();
+    print_line(&format!("cpu {cpu} [{}]", flags.join(" ")))?;
     print_line(&format!(
-        "{:<6} {:>18} {:>10} {:>10}",
-        "dtype", "m x k x n", "ms", "GFLOP/s"
+        "{:<6} {:<12} {:>18} {:>10} {:>10}",
+        "dtype", "kernel", "m x k x n", "ms", "GFLOP/s"
     ))?;
     for r in rows {
         print_line(&format!(
-            "{:<6} {:>18} {:>10.3} {:>10.0}",
+            "{:<6} {:<12} {:>18} {:>10.3} {:>10.0}",
             r.dtype,
+            r.kernel,
             format!("{}x{}x{}", r.m, r.k, r.n),
             r.seconds * 1e3,
             r.gflops
@@ -131,6 +135,7 @@ fn train(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Outcome> {
         "train {} {}  batch {}  ({} threads)",
         report.model, report.dtype, report.batch, report.threads
     ))?;
+    print_machine(&report.machine)?;
     print_line(&format!(
         "{:.3} s/step  {:.2} samples/s  (median of {} steps)",
         report.step_seconds, report.samples_per_second, options.steps
@@ -156,4 +161,13 @@ fn print_peak_rss(bytes: Option<u64>) -> anyhow::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+fn print_machine(machine: &clip::bench::Machine) -> anyhow::Result<()> {
+    print_line(&format!(
+        "cpu {} [{}]  kernel {}",
+        machine.cpu,
+        machine.cpu_flags.join(" "),
+        machine.kernel
+    ))
 }

@@ -23,6 +23,8 @@ pub const VIT_B32_SHAPES: [(usize, usize, usize); 5] = [
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmRow {
     pub dtype: String,
+    /// The kernel that ran (`avx512f`, `avx512_bf16`, `avx512_vnni` or `portable`).
+    pub kernel: String,
     pub m: usize,
     pub k: usize,
     pub n: usize,
@@ -60,6 +62,7 @@ pub fn gemm_throughput(shapes: &[(usize, usize, usize)], iters: usize) -> Vec<Ge
             };
             rows.push(GemmRow {
                 dtype: precision.to_string(),
+                kernel: crate::kernels::cpu::gemm_kernel(precision).to_string(),
                 m,
                 k,
                 n,

@@ -47,11 +47,40 @@ pub struct BenchRow {
     pub items_per_second: f64,
 }
 
+/// Where a measurement was taken: figures from one CPU family say little about another.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// The CPU's model name (`/proc/cpuinfo`).
+    pub cpu: String,
+    /// The extensions present that decide the kernels' speed (`avx512_bf16`, `amx_bf16`, ...).
+    pub cpu_flags: Vec<String>,
+    /// The kernel the matrix products of the measured precision ran on (`avx512f`, `avx512_bf16`,
+    /// `avx512_vnni` or `portable`).
+    pub kernel: String,
+}
+
+/// The CPU's model name and the extensions that matter to the kernels, as `/proc/cpuinfo` names them.
+pub fn cpu() -> (String, Vec<String>) {
+    crate::kernels::cpu::describe()
+}
+
+impl Machine {
+    pub fn for_precision(precision: crate::Precision) -> Self {
+        let (cpu, cpu_flags) = cpu();
+        Self {
+            cpu,
+            cpu_flags,
+            kernel: crate::kernels::cpu::gemm_kernel(precision).to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     pub model: String,
     /// "f32", "bf16" or "int8".
     pub dtype: String,
+    pub machine: Machine,
     pub load_seconds: f64,
     pub threads: usize,
     pub rows: Vec<BenchRow>,
@@ -104,6 +133,7 @@ pub fn run(spec: &str, load: &crate::LoadOptions, options: &BenchOptions) -> Res
     Ok(BenchReport {
         model: spec.to_string(),
         dtype: load.precision.to_string(),
+        machine: Machine::for_precision(load.precision),
         load_seconds,
         threads: crate::threads::count(),
         rows,

@@ -32,6 +32,7 @@ pub struct TrainBenchOptions {
 pub struct TrainBenchReport {
     pub model: String,
     pub dtype: String,
+    pub machine: super::Machine,
     pub batch: usize,
     pub threads: usize,
     pub load_seconds: f64,
@@ -121,6 +122,7 @@ pub fn run_train(
     Ok(TrainBenchReport {
         model: spec.to_string(),
         dtype: load.precision.to_string(),
+        machine: super::Machine::for_precision(load.precision),
         batch: b,
         threads: crate::threads::count(),
         load_seconds,
