@@ -54,6 +54,27 @@ pub fn quick_gelu(values: &mut [f32]) {
     run_chunks_mut(values, chunk, |_, part| run(part));
 }
 
+/// erf GELU `0.5 x (1 + erf(x / sqrt 2))` of one value, with the same `erff` (musl's, through candle) and the
+/// same operation order as candle's `gelu_erf`, so that results are bit-identical to it.
+#[inline(always)]
+fn gelu_erf_value(v: f32) -> f32 {
+    (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v
+}
+
+/// erf GELU in place, across the cores for large inputs (candle's is one thread).
+pub fn gelu_erf(values: &mut [f32]) {
+    let chunk = values
+        .len()
+        .div_ceil(crate::threads::count())
+        .max(PARALLEL_MIN_WORK);
+    let run = |part: &mut [f32]| part.iter_mut().for_each(|v| *v = gelu_erf_value(*v));
+    if values.len() <= chunk {
+        run(values);
+        return;
+    }
+    run_chunks_mut(values, chunk, |_, part| run(part));
+}
+
 /// The activations whose derivative [`activation_backward`] computes in one pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Smooth {
@@ -61,6 +82,8 @@ pub enum Smooth {
     QuickGelu,
     /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`
     GeluTanh,
+    /// `x Phi(x)` with the normal CDF `Phi(x) = 0.5 (1 + erf(x / sqrt 2))`
+    GeluErf,
 }
 
 #[inline(always)]
@@ -81,6 +104,16 @@ fn smooth_grad(kind: Smooth, pre: &[f32], dy: &[f32], out: &mut [f32]) {
                 let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
                 let du = c * (1.0 + 3.0 * 0.044715 * x * x);
                 *o = d * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+            }
+        }
+        // d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi)
+        Smooth::GeluErf => {
+            let inv_sqrt_2pi = 1.0 / (2.0 * std::f32::consts::PI).sqrt();
+            for ((o, &x), &d) in out.iter_mut().zip(pre).zip(dy) {
+                let cdf = 0.5
+                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = exp(-0.5 * x * x) * inv_sqrt_2pi;
+                *o = d * (cdf + x * pdf);
             }
         }
     }
@@ -119,6 +152,21 @@ pub fn activation_backward(kind: Smooth, pre: &[f32], dy: &[f32]) -> Vec<f32> {
     };
     // SAFETY: each chunk is written in full (zeroed, then overwritten element by element).
     unsafe { super::pool::new_in_chunks(pre.len(), chunk, fill) }
+}
+
+/// erf GELU of `x` into a new vector (the input kept: training needs both).
+pub fn gelu_erf_copy(x: &[f32]) -> Vec<f32> {
+    let chunk = x
+        .len()
+        .div_ceil(crate::threads::count())
+        .max(PARALLEL_MIN_WORK);
+    let fill = |_, start: usize, dst: &mut [std::mem::MaybeUninit<f32>]| {
+        for (d, &v) in dst.iter_mut().zip(&x[start..]) {
+            d.write(gelu_erf_value(v));
+        }
+    };
+    // SAFETY: each chunk is written in full (one value per element of its part of `x`).
+    unsafe { super::pool::new_in_chunks(x.len(), chunk, fill) }
 }
 
 /// QuickGELU of `x` into a new vector (the input kept: training needs both).
@@ -219,6 +267,54 @@ mod tests {
         quick_gelu(&mut values);
         for (g, w) in values.iter().zip(&want) {
             assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn gelu_erf_is_bit_identical_to_candles_in_every_form() {
+        // Large enough to be split across threads.
+        let x: Vec<f32> = lcg(200_003, 9).iter().map(|v| v * 8.0).collect();
+        let t = candle_core::Tensor::new(x.as_slice(), &candle_core::Device::Cpu).unwrap();
+        let want = t.gelu_erf().unwrap().to_vec1::<f32>().unwrap();
+        let copy = gelu_erf_copy(&x);
+        let mut in_place = x.clone();
+        gelu_erf(&mut in_place);
+        for i in 0..x.len() {
+            assert_eq!(copy[i].to_bits(), want[i].to_bits(), "at {}", x[i]);
+            assert_eq!(in_place[i].to_bits(), want[i].to_bits(), "at {}", x[i]);
+        }
+    }
+
+    #[test]
+    fn gelu_erf_gradient_matches_the_formula_in_f64() {
+        let x: Vec<f32> = lcg(100_003, 11).iter().map(|v| v * 6.0).collect();
+        let dy: Vec<f32> = lcg(100_003, 12);
+        let t = candle_core::Tensor::new(x.as_slice(), &candle_core::Device::Cpu)
+            .unwrap()
+            .to_dtype(candle_core::DType::F64)
+            .unwrap();
+        // Phi(x) + x phi(x) in f64 through candle's erf.
+        let cdf = t
+            .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)
+            .unwrap()
+            .erf()
+            .unwrap()
+            .affine(0.5, 0.5)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let got = activation_backward(Smooth::GeluErf, &x, &dy);
+        for i in 0..x.len() {
+            let xf = f64::from(x[i]);
+            let pdf = (-0.5 * xf * xf).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let want = f64::from(dy[i]) * (cdf[i] + xf * pdf);
+            assert!(
+                // Absolute floor: Phi = 0.5 (1 + erf) in f32 (as PyTorch computes it) cancels for x << 0.
+                (f64::from(got[i]) - want).abs() <= 2e-7 + 2e-6 * want.abs(),
+                "at {}: {} vs {want}",
+                x[i],
+                got[i]
+            );
         }
     }
 }

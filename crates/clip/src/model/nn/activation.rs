@@ -1,10 +1,11 @@
-//! The MLP non-linearities on tensors: QuickGELU on the fused kernel, erf and tanh GELU through candle.
+//! The MLP non-linearities on tensors: QuickGELU and erf GELU on the fused kernels (tanh GELU through candle),
+//! and their gradients in one fused pass.
 
 use candle_core::{DType, Tensor};
 
 use super::with_f32_values;
 use crate::error::Result;
-use crate::kernels::activation::quick_gelu_copy;
+use crate::kernels::activation::{activation_backward, gelu_erf_copy, quick_gelu_copy, Smooth};
 use crate::model::config::Activation;
 
 /// Applies `act` element-wise.
@@ -16,46 +17,38 @@ pub(crate) fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
             Tensor::from_vec(values, x.shape(), x.device())?
         }
         Activation::QuickGelu => (x * candle_nn::ops::sigmoid(&x.affine(1.702, 0.0)?)?)?,
+        Activation::Gelu if x.dtype() == DType::F32 && x.device().is_cpu() => {
+            let x = x.contiguous()?;
+            let values = with_f32_values(&x, gelu_erf_copy)?;
+            Tensor::from_vec(values, x.shape(), x.device())?
+        }
         Activation::Gelu => x.gelu_erf()?,
         // candle's `gelu` is the tanh approximation.
         Activation::GeluTanh => x.gelu()?,
     })
 }
 
-/// The derivative of `act` at each value of `x`.
-pub(crate) fn activation_grad(x: &Tensor, act: Activation) -> Result<Tensor> {
-    let x = x.to_dtype(DType::F32)?;
-    Ok(match act {
-        // d/dx x s(ax) = s(ax) + a x s(ax) (1 - s(ax)), a = 1.702
-        Activation::QuickGelu => {
-            let s = candle_nn::ops::sigmoid(&x.affine(1.702, 0.0)?)?;
-            let one_minus = s.affine(-1.0, 1.0)?;
-            (&s + (x.affine(1.702, 0.0)? * &s)?.mul(&one_minus)?)?
-        }
-        // d/dx x Phi(x) = Phi(x) + x phi(x)
-        Activation::Gelu => {
-            let cdf = x
-                .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)?
-                .erf()?
-                .affine(0.5, 0.5)?;
-            let pdf = x
-                .sqr()?
-                .affine(-0.5, 0.0)?
-                .exp()?
-                .affine(1.0 / (2.0 * std::f64::consts::PI).sqrt(), 0.0)?;
-            (cdf + (&x * pdf)?)?
-        }
-        // y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
-        Activation::GeluTanh => {
-            let c = (2.0 / std::f64::consts::PI).sqrt();
-            let x3 = x.powf(3.0)?;
-            let t = (&x + x3.affine(0.044715, 0.0)?)?.affine(c, 0.0)?.tanh()?;
-            let du = x.sqr()?.affine(3.0 * 0.044715 * c, c)?;
-            let sech2 = t.sqr()?.affine(-1.0, 1.0)?;
-            let left = t.affine(0.5, 0.5)?;
-            (left + ((&x * sech2)? * du)?.affine(0.5, 0.0)?)?
-        }
-    })
+/// The kernel form of `act`, for the fused backward pass.
+pub(crate) fn smooth(act: Activation) -> Smooth {
+    match act {
+        Activation::QuickGelu => Smooth::QuickGelu,
+        Activation::Gelu => Smooth::GeluErf,
+        Activation::GeluTanh => Smooth::GeluTanh,
+    }
+}
+
+/// `dy * act'(pre)`: the gradient through the activation, in one fused pass.
+pub(crate) fn activation_backward_tensor(
+    pre: &Tensor,
+    dy: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    let pre = pre.contiguous()?;
+    let dy = dy.contiguous()?;
+    let values = with_f32_values(&pre, |p| {
+        with_f32_values(&dy, |d| activation_backward(smooth(act), p, d))
+    })??;
+    Ok(Tensor::from_vec(values, pre.shape(), pre.device())?)
 }
 
 #[cfg(test)]
@@ -110,7 +103,11 @@ mod tests {
             Activation::Gelu,
             Activation::GeluTanh,
         ] {
-            let grad = activation_grad(&t, act).unwrap().to_vec1::<f32>().unwrap();
+            let ones = t.ones_like().unwrap();
+            let grad = activation_backward_tensor(&t, &ones, act)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let h = 1e-2f32;
             let plus = activate(&t.affine(1.0, f64::from(h)).unwrap(), act).unwrap();
             let minus = activate(&t.affine(1.0, -f64::from(h)).unwrap(), act).unwrap();

@@ -2,10 +2,10 @@
 
 use candle_core::Tensor;
 
-use super::activation::activation_grad;
-use super::{activate, with_f32_values, Linear};
+use super::activation::activation_backward_tensor;
+use super::{activate, Linear};
 use crate::error::Result;
-use crate::kernels::activation::{activation_backward, quick_gelu, Smooth};
+use crate::kernels::activation::{gelu_erf, quick_gelu};
 use crate::model::config::Activation;
 use crate::model::params::{Grads, Params};
 use crate::weights::Weights;
@@ -41,6 +41,7 @@ impl Mlp {
         match self.activation {
             // Applied to the GEMM's output buffer before it becomes a tensor: no extra copy.
             Activation::QuickGelu => self.fc1.forward_then(x, quick_gelu),
+            Activation::Gelu => self.fc1.forward_then(x, gelu_erf),
             other => activate(&self.fc1.forward(x)?, other),
         }
     }
@@ -67,22 +68,7 @@ impl Mlp {
         grads: &mut Grads,
     ) -> Result<Tensor> {
         let dhidden = self.fc2.backward(&cache.hidden, dy, params, grads)?;
-        let smooth = match self.activation {
-            Activation::QuickGelu => Some(Smooth::QuickGelu),
-            Activation::GeluTanh => Some(Smooth::GeluTanh),
-            Activation::Gelu => None,
-        };
-        let dpre = match smooth {
-            Some(kind) => {
-                let pre = cache.pre.contiguous()?;
-                let d = dhidden.contiguous()?;
-                let values = with_f32_values(&pre, |p| {
-                    with_f32_values(&d, |dv| activation_backward(kind, p, dv))
-                })??;
-                Tensor::from_vec(values, pre.shape(), pre.device())?
-            }
-            None => (dhidden * activation_grad(&cache.pre, self.activation)?)?,
-        };
+        let dpre = activation_backward_tensor(&cache.pre, &dhidden, self.activation)?;
         self.fc1.backward(&cache.x, &dpre, params, grads)
     }
 }
