@@ -36,22 +36,41 @@ pub fn exp(x: f32) -> f32 {
 
 /// QuickGELU `x * sigmoid(1.702 x)` = `x / (1 + e^(-1.702 x))` in place, across the cores for large inputs.
 pub fn quick_gelu(values: &mut [f32]) {
-    let use_simd = avx512_available();
-    let run = |part: &mut [f32]| {
-        if use_simd {
-            // SAFETY: the CPU has AVX-512 F/BW.
-            unsafe { simd::quick_gelu(part) }
-        } else {
-            quick_gelu_generic(part)
-        }
-    };
-    let threads = crate::threads::count();
-    let chunk = values.len().div_ceil(threads).max(PARALLEL_MIN_WORK);
+    map_in_place(values, quick_gelu_part);
+}
+
+/// QuickGELU of one part, on the AVX-512 loop where the CPU has it.
+fn quick_gelu_part(part: &mut [f32]) {
+    if avx512_available() {
+        // SAFETY: the CPU has AVX-512 F/BW.
+        unsafe { simd::quick_gelu(part) }
+    } else {
+        quick_gelu_generic(part)
+    }
+}
+
+/// `transform` over `values` in place, in parts across the cores for large inputs.
+fn map_in_place(values: &mut [f32], transform: impl Fn(&mut [f32]) + Sync) {
+    let chunk = parallel_chunk(values.len());
     if values.len() <= chunk {
-        run(values);
+        transform(values);
         return;
     }
-    run_chunks_mut(values, chunk, |_, part| run(part));
+    run_chunks_mut(values, chunk, |_, part| transform(part));
+}
+
+/// `transform` over a copy of `x`, each part copied and transformed by the thread that owns it.
+fn map_copy(x: &[f32], transform: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
+    let fill = |_, start: usize, dst: &mut [std::mem::MaybeUninit<f32>]| {
+        transform(copied(dst, &x[start..start + dst.len()]));
+    };
+    // SAFETY: each chunk is written in full (copied, then transformed in place).
+    unsafe { super::pool::new_in_chunks(x.len(), parallel_chunk(x.len()), fill) }
+}
+
+/// The part of an element-wise pass one thread takes.
+fn parallel_chunk(len: usize) -> usize {
+    len.div_ceil(crate::threads::count()).max(PARALLEL_MIN_WORK)
 }
 
 /// erf GELU `0.5 x (1 + erf(x / sqrt 2))` of one value, with the same `erff` (musl's, through candle) and the
@@ -63,16 +82,11 @@ fn gelu_erf_value(v: f32) -> f32 {
 
 /// erf GELU in place, across the cores for large inputs (candle's is one thread).
 pub fn gelu_erf(values: &mut [f32]) {
-    let chunk = values
-        .len()
-        .div_ceil(crate::threads::count())
-        .max(PARALLEL_MIN_WORK);
-    let run = |part: &mut [f32]| part.iter_mut().for_each(|v| *v = gelu_erf_value(*v));
-    if values.len() <= chunk {
-        run(values);
-        return;
-    }
-    run_chunks_mut(values, chunk, |_, part| run(part));
+    map_in_place(values, gelu_erf_part);
+}
+
+fn gelu_erf_part(part: &mut [f32]) {
+    part.iter_mut().for_each(|v| *v = gelu_erf_value(*v));
 }
 
 /// The activations whose derivative [`activation_backward`] computes in one pass.
@@ -129,10 +143,7 @@ unsafe fn smooth_grad_avx512(kind: Smooth, pre: &[f32], dy: &[f32], out: &mut [f
 pub fn activation_backward(kind: Smooth, pre: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(pre.len(), dy.len(), "activation gradient size");
     let use_simd = avx512_available();
-    let chunk = pre
-        .len()
-        .div_ceil(crate::threads::count())
-        .max(PARALLEL_MIN_WORK);
+    let chunk = parallel_chunk(pre.len());
     let run = |pre: &[f32], dy: &[f32], out: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
         if use_simd {
@@ -156,37 +167,12 @@ pub fn activation_backward(kind: Smooth, pre: &[f32], dy: &[f32]) -> Vec<f32> {
 
 /// erf GELU of `x` into a new vector (the input kept: training needs both).
 pub fn gelu_erf_copy(x: &[f32]) -> Vec<f32> {
-    let chunk = x
-        .len()
-        .div_ceil(crate::threads::count())
-        .max(PARALLEL_MIN_WORK);
-    let fill = |_, start: usize, dst: &mut [std::mem::MaybeUninit<f32>]| {
-        for (d, &v) in dst.iter_mut().zip(&x[start..]) {
-            d.write(gelu_erf_value(v));
-        }
-    };
-    // SAFETY: each chunk is written in full (one value per element of its part of `x`).
-    unsafe { super::pool::new_in_chunks(x.len(), chunk, fill) }
+    map_copy(x, gelu_erf_part)
 }
 
 /// QuickGELU of `x` into a new vector (the input kept: training needs both).
 pub fn quick_gelu_copy(x: &[f32]) -> Vec<f32> {
-    let use_simd = avx512_available();
-    let chunk = x
-        .len()
-        .div_ceil(crate::threads::count())
-        .max(PARALLEL_MIN_WORK);
-    let fill = |_, start: usize, dst: &mut [std::mem::MaybeUninit<f32>]| {
-        let out = copied(dst, &x[start..start + dst.len()]);
-        if use_simd {
-            // SAFETY: the CPU has AVX-512 F/BW.
-            unsafe { simd::quick_gelu(out) }
-        } else {
-            quick_gelu_generic(out)
-        }
-    };
-    // SAFETY: each chunk is written in full (copied, then transformed in place).
-    unsafe { super::pool::new_in_chunks(x.len(), chunk, fill) }
+    map_copy(x, quick_gelu_part)
 }
 
 /// The chunk as initialised zeros (a cache-hot write, unlike a separate memset of the whole buffer).
