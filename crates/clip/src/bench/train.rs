@@ -55,6 +55,11 @@ pub fn run_train(
             "a training benchmark needs at least one timed step and a batch of at least 2".into(),
         ));
     }
+    if load.precision == Precision::Int8 {
+        return Err(ClipError::InvalidInput(
+            "training runs in f32 or bf16".into(),
+        ));
+    }
     if let Some(n) = load.threads {
         crate::threads::set(n).map_err(ClipError::InvalidInput)?;
     }
@@ -70,19 +75,9 @@ pub fn run_train(
             text: !options.lock_text,
         },
         loss: LossKind::Clip,
-        adamw: AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-6,
-            weight_decay: 0.2,
-        },
+        adamw: AdamWConfig::OPEN_CLIP,
         grad_clip_norm: None,
     };
-    if load.precision == Precision::Int8 {
-        return Err(ClipError::InvalidInput(
-            "training runs in f32 or bf16".into(),
-        ));
-    }
     let mut learner = Learner::new(begin.config, begin.params, AdamW::default(), recipe)?;
     let load_seconds = start.elapsed().as_secs_f64();
     let b = options.batch;

@@ -374,12 +374,7 @@ pub(crate) mod tests {
                 opened.opened.store.take(&name, &shape).unwrap(),
             );
         }
-        let adamw = AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-6,
-            weight_decay: 0.2,
-        };
+        let adamw = AdamWConfig::OPEN_CLIP;
         let recipe = Recipe {
             precision: Precision::F32,
             trainable,

@@ -21,6 +21,16 @@ pub struct AdamWConfig {
     pub weight_decay: f64,
 }
 
+impl AdamWConfig {
+    /// open_clip's defaults: betas 0.9 / 0.98, eps 1e-6, weight decay 0.2.
+    pub const OPEN_CLIP: Self = Self {
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-6,
+        weight_decay: 0.2,
+    };
+}
+
 /// One parameter's moments.
 #[derive(Debug, Clone)]
 pub(crate) struct Moments {
@@ -241,12 +251,7 @@ mod tests {
             Tensor::new(&[[0.1f32, -0.2], [0.3, 0.0]], &Device::Cpu).unwrap(),
         );
         grads.insert("b", Tensor::new(&[-5f32, 5.0], &Device::Cpu).unwrap());
-        let config = AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-6,
-            weight_decay: 0.2,
-        };
+        let config = AdamWConfig::OPEN_CLIP;
         let mut adam = AdamW::default();
         let names = vec!["w".to_string(), "b".to_string()];
         adam.step(&mut params, &grads, &names, 0.01, &config)
