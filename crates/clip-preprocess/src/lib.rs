@@ -53,6 +53,21 @@ pub fn decode(bytes: &[u8]) -> Result<PilImage, PreprocessError> {
     decode::decode(bytes)
 }
 
+/// Decodes a file already read into memory; errors name `path`.
+pub fn decode_named(bytes: &[u8], path: &Path) -> Result<PilImage, PreprocessError> {
+    decode::decode(bytes).map_err(|e| e.with_path(path))
+}
+
+/// `decode` + `preprocess_image` for a file already read into memory; errors name `path`.
+pub fn preprocess_bytes(
+    bytes: &[u8],
+    path: &Path,
+    config: &PreprocessConfig,
+) -> Result<Vec<f32>, PreprocessError> {
+    let image = decode::decode(bytes).map_err(|e| e.with_path(path))?;
+    preprocess_image(&image, config).map_err(|e| e.with_path(path))
+}
+
 /// Resize the shorter side to `size` (BICUBIC with Pillow's mode rules), centre crop `size` x `size`,
 /// convert to RGB: the uint8 image `_transform(size)` hands to `ToTensor`.
 pub fn resize_crop_rgb(image: &PilImage, size: u32) -> Result<RgbImage, PreprocessError> {

@@ -5,13 +5,16 @@ mod bench;
 mod classifier;
 mod classify;
 mod condition;
+mod dups;
 mod embed;
 mod eval;
+mod index;
 mod merge;
 mod models;
 mod preprocess;
 mod probe;
 mod rows;
+mod search;
 mod tokenize;
 mod train;
 
@@ -28,12 +31,15 @@ use crate::report::Outcome;
 use bench::BenchArgs;
 use classify::ClassifyArgs;
 use condition::ConditionArgs;
+use dups::DupsArgs;
 use embed::EmbedArgs;
 use eval::EvalArgs;
+use index::IndexArgs;
 use merge::MergeArgs;
 use models::ModelsArgs;
 use preprocess::PreprocessArgs;
 use probe::ProbeArgs;
+use search::SearchArgs;
 use tokenize::TokenizeArgs;
 use train::TrainArgs;
 
@@ -124,6 +130,24 @@ pub enum Command {
         after_help = "Example:\n  clip merge --alpha 0.5 openai/clip-vit-base-patch32 tuned --output wise"
     )]
     Merge(MergeArgs),
+    /// Index folders of photos for search (incremental, resumable; SQLite)
+    #[command(after_help = "Examples:\n  clip index ~/Pictures --db photos.db\n  \
+                      clip index ~/Pictures ~/Phone --db photos.db --model ViT-B/16 --json\n\n\
+                      Re-running reads only new and changed files; renamed or copied files reuse their \
+                      embedding; files gone from the folders are removed. A killed run continues where it \
+                      stopped. Unreadable files are listed and skipped (exit code 0).")]
+    Index(IndexArgs),
+    /// Search an index by text and/or image, ranked by cosine similarity
+    #[command(
+        after_help = "Examples:\n  clip search --db photos.db a dog on a beach\n  \
+                      clip search --db photos.db \"2:golden retriever\" + ./pool.jpg - fruit --top-k 20\n  \
+                      clip search --db photos.db --image ./this.jpg --min-score 0.8 --json\n  \
+                      clip search --db photos.db sunset --under ~/Pictures/2023 --after 2023-06-01 --paths | xargs feh"
+    )]
+    Search(SearchArgs),
+    /// Groups of near-duplicate photos in an index
+    #[command(after_help = "Example:\n  clip dups --db photos.db --threshold 0.97 --json")]
+    Dups(DupsArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -140,6 +164,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Condition(args) => condition::run(&cli.global, args),
         Command::Train(args) => train::run(&cli.global, *args),
         Command::Merge(args) => merge::run(&cli.global, args),
+        Command::Index(args) => index::run(&cli.global, args),
+        Command::Search(args) => search::run(&cli.global, args),
+        Command::Dups(args) => dups::run(&cli.global, args),
     }
 }
 

@@ -157,18 +157,42 @@ impl Clip {
     pub fn encode_image_files(
         &self,
         paths: &[PathBuf],
-        mut on_progress: impl FnMut(usize),
+        on_progress: impl FnMut(usize),
     ) -> Vec<Result<Vec<f32>>> {
-        let mut results = Vec::with_capacity(paths.len());
+        self.encode_images_with(
+            paths,
+            |path| self.preprocess_path(path).map(Some),
+            on_progress,
+        )
+        .into_iter()
+        .map(|r| {
+            r.and_then(|row| {
+                row.ok_or_else(|| ClipError::InvalidInput("missing feature row".into()))
+            })
+        })
+        .collect()
+    }
+
+    /// The pipeline of [`Clip::encode_image_files`] over any items: `prepare` (run on every core, at low
+    /// priority) turns an item into preprocessed pixels ([`Clip::preprocess_bytes`]), or `None` when the item
+    /// needs no encoding (its result is then `Ok(None)`), or an error that fails that item alone.
+    pub fn encode_images_with<T: Sync>(
+        &self,
+        items: &[T],
+        prepare: impl Fn(&T) -> Result<Option<Vec<f32>>> + Sync,
+        mut on_progress: impl FnMut(usize),
+    ) -> Vec<Result<Option<Vec<f32>>>> {
+        let mut results = Vec::with_capacity(items.len());
         std::thread::scope(|scope| {
             // One decoded batch waits while the model runs: memory stays bounded to two batches.
             let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            let prepare = &prepare;
             scope.spawn(move || {
-                for chunk in paths.chunks(IMAGE_BATCH) {
-                    let pixels = parallel_map(chunk, |path| {
+                for chunk in items.chunks(IMAGE_BATCH) {
+                    let pixels = parallel_map(chunk, |item| {
                         // Decoding yields the cores to the model (see `priority`).
                         crate::priority::lower_current_thread();
-                        self.preprocess_path(path)
+                        prepare(item)
                     });
                     if sender.send(pixels).is_err() {
                         break;
@@ -183,21 +207,31 @@ impl Clip {
         results
     }
 
-    /// Encodes the decoded images of one batch, keeping each failed decode in its place.
+    /// Decodes and preprocesses an image file's bytes (`name` is used in error messages).
+    pub fn preprocess_bytes(&self, bytes: &[u8], name: &Path) -> Result<Vec<f32>> {
+        Ok(clip_preprocess::preprocess_bytes(
+            bytes,
+            name,
+            &self.preprocess,
+        )?)
+    }
+
+    /// Encodes the prepared images of one batch, keeping each failed or skipped item in its place.
     fn encode_decoded_batch(
         &self,
-        pixels: Vec<Result<Vec<f32>>>,
-        results: &mut Vec<Result<Vec<f32>>>,
+        pixels: Vec<Result<Option<Vec<f32>>>>,
+        results: &mut Vec<Result<Option<Vec<f32>>>>,
     ) {
         let mut good = Vec::with_capacity(pixels.len());
         let mut slots = Vec::with_capacity(pixels.len());
         for item in pixels {
             match item {
-                Ok(p) => {
+                Ok(Some(p)) => {
                     good.push(p);
                     slots.push(None);
                 }
-                Err(e) => slots.push(Some(e)),
+                Ok(None) => slots.push(Some(Ok(None))),
+                Err(e) => slots.push(Some(Err(e))),
             }
         }
         let mut features: Box<dyn Iterator<Item = Result<Vec<f32>>>> =
@@ -212,10 +246,11 @@ impl Clip {
             };
         for slot in slots {
             results.push(match slot {
-                Some(error) => Err(error),
+                Some(done) => done,
                 None => features
                     .next()
-                    .unwrap_or_else(|| Err(ClipError::InvalidInput("missing feature row".into()))),
+                    .unwrap_or_else(|| Err(ClipError::InvalidInput("missing feature row".into())))
+                    .map(Some),
             });
         }
     }
