@@ -190,6 +190,11 @@ def measure_rclip(args, photos):
         out["query_rescan_seconds"].append(seconds)
         check_results("rclip", paths, args.top_k)
     out["top"] = paths
+    # where a query's time goes: starting Python and importing rclip (numpy, Pillow, onnxruntime, tqdm) alone
+    for _ in range(args.query_rounds):
+        start = time.perf_counter()
+        subprocess.run([args.rclip_python, "-c", "import rclip.main, onnxruntime"], env=rclip_env(args), check=True)
+        out.setdefault("import_seconds", []).append(time.perf_counter() - start)
     return out
 
 
@@ -570,7 +575,8 @@ def print_result(r, args):
         print(f"{name:<8}{index:>10.2f}{r['photos'] / index:>10.1f}{query:>10.3f}"
               + (f"{rescan:>16.3f}" if rescan is not None else f"{'':>16}"))
     print(f"medians of {args.index_rounds} index and {args.query_rounds} query runs; rclip's index run includes one "
-          "query (it indexes as part of a search)")
+          "query (it indexes as part of a search); of rclip's query time, starting Python and importing rclip "
+          f"takes {statistics.median(r['rclip']['import_seconds']):.3f} s")
     if "clip" in r:
         rc, cc = r["rclip"], r["clip"]
         index_ratio = statistics.median(rc["index_seconds"]) / statistics.median(cc["index_seconds"])

@@ -19,7 +19,7 @@
 //! 1. `error` — the crate's error type
 //! 2. `store` (the SQLite index), `facts` (hash, EXIF), `identity` (which model), `walk`, `lock`
 //! 3. derived files: `matrix` (exact), `ann` (graph beside the index)
-//! 4. capabilities: `index`, `query`, `search`, `dups`
+//! 4. capabilities: `index`, `query`, `search`, `dups`, `bench`
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::missing_safety_doc)]
@@ -42,6 +42,7 @@ mod index;
 mod query;
 mod search;
 mod dups;
+pub mod bench;
 
 pub use ann::{hnsw_path, AnnOptions, DEFAULT_EF_SEARCH, DEFAULT_THRESHOLD};
 pub use dups::{find_duplicates, DupGroup};

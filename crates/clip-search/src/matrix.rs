@@ -64,6 +64,16 @@ impl VectorMatrix {
         })
     }
 
+    /// A matrix of `ids` (ascending) and their rows (`ids.len() x dim` values).
+    pub fn from_rows(ids: Vec<i64>, values: Vec<f32>, dim: usize) -> Self {
+        Self {
+            count: ids.len(),
+            backing: Backing::Owned { ids, values },
+            dim,
+            generation: 0,
+        }
+    }
+
     /// Maps `path`; an absent, stale (`generation` differs), damaged or other-sized file gives `Ok(None)`.
     pub fn open(path: &Path, dim: usize, generation: u64) -> Result<Option<Self>> {
         let Ok(file) = std::fs::File::open(path) else {

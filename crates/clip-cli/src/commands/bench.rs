@@ -39,9 +39,34 @@ pub struct BenchArgs {
     /// With --train: freeze the text tower
     #[arg(long, requires = "train")]
     pub lock_text: bool,
+    /// Benchmark search instead of a model: vectors to index, a float32 [N, D] .npy file (HNSW build time,
+    /// exact and HNSW query latency, recall@k)
+    #[arg(long, value_name = "V.npy", requires = "queries", conflicts_with_all = ["kernels", "train", "batch"])]
+    pub search_vectors: Option<std::path::PathBuf>,
+    /// With --search-vectors: the queries, a float32 [Q, D] .npy file
+    #[arg(long, value_name = "Q.npy", requires = "search_vectors")]
+    pub queries: Option<std::path::PathBuf>,
+    /// With --search-vectors: results per query
+    #[arg(long, default_value_t = 10, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub top_k: u64,
+    /// With --search-vectors: HNSW neighbours per node
+    #[arg(long, default_value_t = 16, value_name = "M", value_parser = clap::value_parser!(u64).range(2..=256))]
+    pub m: u64,
+    /// With --search-vectors: HNSW beam width while building
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub ef_construction: u64,
+    /// With --search-vectors: HNSW beam width while searching
+    #[arg(long, default_value_t = clip_search::DEFAULT_EF_SEARCH as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub ef_search: u64,
+    /// With --search-vectors: write the HNSW results (row indices, float32 [Q, K]) to this .npy file
+    #[arg(long, value_name = "R.npy", requires = "search_vectors")]
+    pub search_results: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<Outcome> {
+    if let (Some(vectors), Some(queries)) = (&args.search_vectors, &args.queries) {
+        return search(&args, vectors, queries);
+    }
     if args.kernels {
         return kernels(&args);
     }
@@ -141,6 +166,69 @@ fn train(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Outcome> {
         report.step_seconds, report.samples_per_second, options.steps
     ))?;
     print_peak_rss(report.peak_rss_bytes)?;
+    Ok(Outcome::Success)
+}
+
+/// `--search-vectors`: the search benchmark on given vectors.
+fn search(
+    args: &BenchArgs,
+    vectors: &std::path::Path,
+    queries: &std::path::Path,
+) -> anyhow::Result<Outcome> {
+    let (shape, values) = clip::npy::read_f32(vectors)?;
+    let (query_shape, query_values) = clip::npy::read_f32(queries)?;
+    let (&[n, dim], &[q, query_dim]) = (shape.as_slice(), query_shape.as_slice()) else {
+        return Err(UsageError(format!(
+            "--search-vectors and --queries must be 2-D [N, D] arrays (got {shape:?} and {query_shape:?})"
+        ))
+        .into());
+    };
+    if dim != query_dim || n == 0 || q == 0 || dim == 0 {
+        return Err(UsageError(format!(
+            "the vectors are [{n}, {dim}] and the queries [{q}, {query_dim}]: both non-empty, with equal widths"
+        ))
+        .into());
+    }
+    let options = clip_search::bench::SearchBenchOptions {
+        top_k: (args.top_k as usize).min(n),
+        params: clip_search::hnsw::HnswParams {
+            m: args.m as usize,
+            ef_construction: args.ef_construction as usize,
+        },
+        ef_search: args.ef_search as usize,
+    };
+    let (report, rows) = clip_search::bench::bench_search(values, query_values, dim, &options)?;
+    if let Some(path) = &args.search_results {
+        let k = options.top_k;
+        let flat: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| (0..k).map(move |i| r.get(i).map_or(-1.0, |&row| row as f32)))
+            .collect();
+        clip::npy::write_f32(path, &[rows.len(), k], &flat)?;
+    }
+    let (cpu, flags) = clip::bench::cpu();
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["machine"] = serde_json::json!({"cpu": cpu, "cpu_flags": flags});
+        print_line(&serde_json::to_string(&value)?)?;
+        return Ok(Outcome::Success);
+    }
+    print_line(&format!(
+        "search {} x {} vectors, {} queries, top {}  (HNSW m {} ef_construction {} ef_search {}; exact on {} threads, dot {})",
+        report.vectors, report.dim, report.queries, report.top_k, report.m, report.ef_construction,
+        report.ef_search, report.threads, report.dot
+    ))?;
+    print_line(&format!("cpu {cpu} [{}]", flags.join(" ")))?;
+    print_line(&format!("HNSW build {:.2} s", report.build_seconds))?;
+    print_line(&format!(
+        "exact  p50 {:.3} ms  p99 {:.3} ms\nHNSW   p50 {:.3} ms  p99 {:.3} ms  recall@{} {:.4}",
+        report.exact.p50_ms,
+        report.exact.p99_ms,
+        report.ann.p50_ms,
+        report.ann.p99_ms,
+        report.top_k,
+        report.ann.recall_at_k
+    ))?;
     Ok(Outcome::Success)
 }
 

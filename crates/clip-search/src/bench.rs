@@ -1,0 +1,130 @@
+//! The search benchmark behind `clip bench --search-vectors`: on given vectors and queries, the time to build
+//! the HNSW graph, and per-query latency (one query at a time, as a search tool serves them) of exact search
+//! and of the graph, with the graph's recall@k against exact search.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::hnsw::{Hnsw, HnswParams};
+use crate::matrix::VectorMatrix;
+use crate::vectors::normalize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnLatency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    /// Mean over queries of |ANN top-k ∩ exact top-k| / k.
+    pub recall_at_k: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchBenchReport {
+    pub vectors: usize,
+    pub dim: usize,
+    pub queries: usize,
+    pub top_k: usize,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    /// Threads exact search ran on (the graph is built and searched on one).
+    pub threads: usize,
+    /// The SIMD level of the dot products.
+    pub dot: &'static str,
+    pub build_seconds: f64,
+    pub exact: Latency,
+    pub ann: AnnLatency,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SearchBenchOptions {
+    pub top_k: usize,
+    pub params: HnswParams,
+    pub ef_search: usize,
+}
+
+fn latency(mut ms: Vec<f64>) -> Latency {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Latency {
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        mean_ms: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
+    }
+}
+
+/// Runs the benchmark on `vectors` (`n x dim`, row-major) and `queries` (`q x dim`); rows are normalised
+/// first. Returns the report and the graph's result rows for each query (row indices into `vectors`).
+pub fn bench_search(
+    mut vectors: Vec<f32>,
+    mut queries: Vec<f32>,
+    dim: usize,
+    options: &SearchBenchOptions,
+) -> crate::error::Result<(SearchBenchReport, Vec<Vec<u64>>)> {
+    for row in vectors.chunks_mut(dim).chain(queries.chunks_mut(dim)) {
+        normalize(row);
+    }
+    let n = vectors.len() / dim;
+    let matrix = VectorMatrix::from_rows((0..n as i64).collect(), vectors, dim);
+    let start = Instant::now();
+    let mut graph = Hnsw::new(dim, options.params);
+    for row in 0..n {
+        graph.insert(row as u64, matrix.row(row))?;
+    }
+    let build_seconds = start.elapsed().as_secs_f64();
+
+    let k = options.top_k;
+    let mut exact_ms = Vec::new();
+    let mut ann_ms = Vec::new();
+    let mut hits = 0usize;
+    let mut ann_rows = Vec::new();
+    for query in queries.chunks(dim) {
+        let start = Instant::now();
+        let exact = matrix.search(query, k, None);
+        exact_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let approximate = graph.search(query, k, options.ef_search.max(k));
+        ann_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        let truth: std::collections::HashSet<u64> =
+            exact.iter().map(|(id, _)| *id as u64).collect();
+        hits += approximate
+            .iter()
+            .filter(|(id, _)| truth.contains(id))
+            .count();
+        ann_rows.push(approximate.into_iter().map(|(id, _)| id).collect());
+    }
+    let q = queries.len() / dim;
+    let ann = latency(ann_ms);
+    let report = SearchBenchReport {
+        vectors: n,
+        dim,
+        queries: q,
+        top_k: k,
+        m: options.params.m,
+        ef_construction: options.params.ef_construction,
+        ef_search: options.ef_search,
+        threads: clip::threads::count(),
+        dot: crate::vectors::dot_level(),
+        build_seconds,
+        exact: latency(exact_ms),
+        ann: AnnLatency {
+            p50_ms: ann.p50_ms,
+            p99_ms: ann.p99_ms,
+            mean_ms: ann.mean_ms,
+            recall_at_k: hits as f64 / (q * k).max(1) as f64,
+        },
+    };
+    Ok((report, ann_rows))
+}
