@@ -31,7 +31,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
 use crate::vectors::dot;
 
@@ -43,6 +43,20 @@ const HEADER_LEN: usize = 48;
 const MAX_LEVEL: u8 = 16;
 /// Slots are u32 (half the memory of usize in the neighbour lists); the largest value marks "no entry point".
 const NO_ENTRY: u32 = u32::MAX;
+/// [`Hnsw::insert_batch`] inserts one at a time until the graph has this many nodes: a round searches the graph
+/// as it stood before the round, so there must be a graph worth searching.
+const BATCH_SEQUENTIAL: usize = 256;
+/// A round is at most this fraction of the graph (1/8), so most of a new node's candidates come from a real
+/// search…
+const ROUND_FRACTION: usize = 8;
+/// …and at most this many nodes: each new node also scores the earlier nodes of its round exactly (128 dot
+/// products on average, a few per cent of a search), and a round is split into claims of [`CLAIM`] nodes, so
+/// 16 workers still get 4 claims each. Independent of the thread count, so that every count above 1 builds the
+/// same graph.
+const MAX_ROUND: usize = 256;
+/// Nodes a worker claims at a time: small enough to balance the load, large enough to keep the shared counter
+/// cold.
+const CLAIM: usize = 4;
 
 /// Construction parameters: `m` neighbours per node on the upper layers (`2·m` on layer 0) and the beam width
 /// used while inserting.
@@ -267,16 +281,7 @@ impl Hnsw {
     /// finite values. Deterministic: a node's level is drawn from splitmix64 of its id and slot, so the same
     /// sequence of calls gives the same graph.
     pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), HnswError> {
-        if vector.len() != self.dim {
-            return Err(HnswError::Dimension {
-                id,
-                got: vector.len(),
-                dim: self.dim,
-            });
-        }
-        if !vector.iter().all(|x| x.is_finite()) {
-            return Err(HnswError::NotFinite { id });
-        }
+        self.check(id, vector)?;
         // Checked before the removal so that a refused replacement keeps the old vector.
         if self.ids.len() >= NO_ENTRY as usize {
             return Err(HnswError::Full {
@@ -288,15 +293,79 @@ impl Hnsw {
         Ok(())
     }
 
+    /// Inserts many (id, vector) pairs using `threads` threads (1 = the same as calling insert in order).
+    ///
+    /// Every item is checked first (dimension, finite values, room in the index): an invalid one is an error
+    /// before anything is inserted. When an id appears more than once in `items` the last one wins, in the
+    /// place of its last occurrence; an id that is already live is replaced, as [`Hnsw::insert`] does.
+    ///
+    /// With `threads` ≤ 1 (0 counts as 1) the graph is exactly the one that calling [`Hnsw::insert`] for each
+    /// (deduplicated) item in order builds. With more, nodes are added in rounds: every node of a round
+    /// searches the graph as it stood before the round, in parallel, and also considers the earlier nodes of
+    /// its round by exact similarity; then its links are set, and the reverse links added and pruned, per
+    /// target list in parallel. Round sizes depend only on the graph's size, never on `threads`, so every
+    /// thread count above 1 builds the same graph, byte for byte, from the same index and items (and more
+    /// than 64 threads are never used: a round has 256 nodes at most, claimed 4 at a time). When the
+    /// replacements would leave tombstones outnumbering live nodes, the whole graph is rebuilt this way, from
+    /// the live nodes and the batch together.
+    pub fn insert_batch(
+        &mut self,
+        items: &[(u64, &[f32])],
+        threads: usize,
+    ) -> Result<(), HnswError> {
+        for &(id, vector) in items {
+            self.check(id, vector)?;
+        }
+        let mut last: HashMap<u64, usize> = HashMap::with_capacity(items.len());
+        for (i, &(id, _)) in items.iter().enumerate() {
+            last.insert(id, i);
+        }
+        let unique: Vec<(u64, &[f32])> = items
+            .iter()
+            .enumerate()
+            .filter(|&(i, (id, _))| last[id] == i)
+            .map(|(_, &item)| item)
+            .collect();
+        if self.ids.len().saturating_add(unique.len()) > NO_ENTRY as usize {
+            return Err(HnswError::Full {
+                nodes: self.ids.len(),
+            });
+        }
+        if threads <= 1 {
+            for &(id, vector) in &unique {
+                self.insert(id, vector)?;
+            }
+            return Ok(());
+        }
+        for &(id, _) in &unique {
+            self.tombstone(id);
+        }
+        if self.removed_count * 2 > self.ids.len() {
+            // One parallel build of everything rather than a sequential rebuild now and appends after it.
+            let mut all: Vec<(u64, &[f32])> = Vec::with_capacity(self.live.len() + unique.len());
+            for slot in 0..self.ids.len() {
+                if !self.removed[slot] {
+                    all.push((self.ids[slot], self.vector(slot as u32)));
+                }
+            }
+            all.extend_from_slice(&unique);
+            let mut fresh = Hnsw::new(self.dim, self.params);
+            fresh.stamp = self.stamp;
+            fresh.append(&all, threads);
+            *self = fresh;
+        } else {
+            self.append(&unique, threads);
+        }
+        Ok(())
+    }
+
     /// Tombstones `id`; whether it was live. Removed nodes still route searches but are never returned. When
     /// tombstones outnumber live nodes the graph is rebuilt from the live ones, so they cannot degrade searches
     /// (or hold memory) for ever.
     pub fn remove(&mut self, id: u64) -> bool {
-        let Some(slot) = self.live.remove(&id) else {
+        if !self.tombstone(id) {
             return false;
-        };
-        self.removed[slot as usize] = true;
-        self.removed_count += 1;
+        }
         if self.removed_count * 2 > self.ids.len() {
             self.rebuild();
         }
@@ -376,6 +445,31 @@ impl Hnsw {
 
     // --- graph -----------------------------------------------------------------------------------------------
 
+    /// What [`Hnsw::insert`] requires of an item: `dim` values, all finite.
+    fn check(&self, id: u64, vector: &[f32]) -> Result<(), HnswError> {
+        if vector.len() != self.dim {
+            return Err(HnswError::Dimension {
+                id,
+                got: vector.len(),
+                dim: self.dim,
+            });
+        }
+        if !vector.iter().all(|x| x.is_finite()) {
+            return Err(HnswError::NotFinite { id });
+        }
+        Ok(())
+    }
+
+    /// Marks `id`'s node removed, without the rebuild check; whether it was live.
+    fn tombstone(&mut self, id: u64) -> bool {
+        let Some(slot) = self.live.remove(&id) else {
+            return false;
+        };
+        self.removed[slot as usize] = true;
+        self.removed_count += 1;
+        true
+    }
+
     fn vector(&self, slot: u32) -> &[f32] {
         let start = slot as usize * self.dim;
         &self.vectors[start..start + self.dim]
@@ -429,15 +523,7 @@ impl Hnsw {
     /// `ef_construction` candidates, link the new node to a heuristic selection of them and link back.
     /// The caller has validated the vector and the node count.
     fn add_node(&mut self, id: u64, vector: &[f32]) {
-        let slot = self.ids.len() as u32;
-        let level = self.draw_level(id, slot);
-        self.ids.push(id);
-        self.vectors.extend_from_slice(vector);
-        self.removed.push(false);
-        self.levels.push(level);
-        self.layer0.push(Vec::new());
-        self.upper.push(vec![Vec::new(); level as usize]);
-        self.live.insert(id, slot);
+        let (slot, level) = self.push_node(id, vector);
         let Some(entry) = self.entry else {
             self.entry = Some(slot);
             self.max_level = level;
@@ -473,6 +559,182 @@ impl Hnsw {
             self.entry = Some(slot);
             self.max_level = level;
         }
+    }
+
+    /// Adds a node's slot, level and vector with no links yet (and makes its id live).
+    fn push_node(&mut self, id: u64, vector: &[f32]) -> (u32, u8) {
+        let slot = self.ids.len() as u32;
+        let level = self.draw_level(id, slot);
+        self.ids.push(id);
+        self.vectors.extend_from_slice(vector);
+        self.removed.push(false);
+        self.levels.push(level);
+        self.layer0.push(Vec::new());
+        self.upper.push(vec![Vec::new(); level as usize]);
+        self.live.insert(id, slot);
+        (slot, level)
+    }
+
+    /// Adds validated items whose ids are not live: one at a time while the graph is small, then in rounds
+    /// spread over `threads` workers (see [`Hnsw::insert_batch`]).
+    fn append(&mut self, items: &[(u64, &[f32])], threads: usize) {
+        let mut rest = items;
+        while let Some((&(id, vector), tail)) = rest.split_first() {
+            if self.ids.len() >= BATCH_SEQUENTIAL {
+                break;
+            }
+            self.add_node(id, vector);
+            rest = tail;
+        }
+        // One visited set per worker, kept across rounds; a round has no work for more workers than claims.
+        let mut scratch = vec![Visited::default(); threads.clamp(1, MAX_ROUND.div_ceil(CLAIM))];
+        while !rest.is_empty() {
+            let size = (self.ids.len() / ROUND_FRACTION)
+                .clamp(1, MAX_ROUND)
+                .min(rest.len());
+            let (round, tail) = rest.split_at(size);
+            self.add_round(round, &mut scratch);
+            rest = tail;
+        }
+    }
+
+    /// Adds one round of nodes to a non-empty graph. The result does not depend on how many workers
+    /// (`scratch.len()`) share the work: each node's links are a function of the graph before the round and
+    /// of the round's vectors alone.
+    fn add_round(&mut self, round: &[(u64, &[f32])], scratch: &mut [Visited]) {
+        let Some(entry) = self.entry else {
+            unreachable!("rounds start once the graph has nodes");
+        };
+        let first = self.ids.len() as u32;
+        for &(id, vector) in round {
+            self.push_node(id, vector);
+        }
+        let end = self.ids.len() as u32;
+
+        // Each new node's own lists, searched in parallel on the graph before the round (nothing links to the
+        // new nodes yet, so no search reaches them; the entry point and top level are the old ones).
+        let lists = {
+            let this = &*self;
+            parallel_map(round.len(), scratch, |k, visited| {
+                this.round_lists(entry, first, first + k as u32, visited)
+            })
+        };
+        for (k, node) in lists.into_iter().enumerate() {
+            let slot = first as usize + k;
+            let mut layers = node.into_iter();
+            self.layer0[slot] = layers.next().unwrap_or_default();
+            self.upper[slot] = layers.collect();
+        }
+
+        // Reverse links, grouped by the list they go into, then each list extended and pruned once, in
+        // parallel (the lists are disjoint; the pruning reads only vectors and the list itself).
+        let mut links: Vec<(u32, u8, u32)> = Vec::new();
+        for slot in first..end {
+            for layer in 0..=self.levels[slot as usize] {
+                for &target in self.neighbours(slot, layer) {
+                    links.push((target, layer, slot));
+                }
+            }
+        }
+        links.sort_unstable();
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        for i in 1..=links.len() {
+            if i == links.len() || links[i].0 != links[start].0 || links[i].1 != links[start].1 {
+                groups.push(start..i);
+                start = i;
+            }
+        }
+        let updated = {
+            let this = &*self;
+            let mut workers = vec![(); scratch.len()];
+            parallel_map(groups.len(), &mut workers, |g, _| {
+                let group = &links[groups[g].clone()];
+                let (target, layer) = (group[0].0, group[0].1);
+                this.extended(target, layer, group.iter().map(|link| link.2))
+            })
+        };
+        for (group, list) in groups.iter().zip(updated) {
+            let (target, layer, _) = links[group.start];
+            *self.neighbours_mut(target, layer) = list;
+        }
+
+        for slot in first..end {
+            let level = self.levels[slot as usize];
+            if level > self.max_level {
+                self.entry = Some(slot);
+                self.max_level = level;
+            }
+        }
+    }
+
+    /// The lists (layers `0..=level`) of `slot`, a node of the round starting at `first`: Algorithm 1's search
+    /// on the graph as it stood before the round, from `entry`, with the round's earlier nodes (by exact
+    /// similarity) added to each layer's candidates, best `ef_construction` kept, heuristic selection.
+    fn round_lists(
+        &self,
+        entry: u32,
+        first: u32,
+        slot: u32,
+        visited: &mut Visited,
+    ) -> Vec<Vec<u32>> {
+        let vector = self.vector(slot);
+        let level = self.levels[slot as usize];
+        let top = self.max_level;
+        let mut found: Vec<Vec<Scored>> = vec![Vec::new(); level as usize + 1];
+        let mut ep = self.scored(vector, entry);
+        for layer in (level.saturating_add(1)..=top).rev() {
+            ep = self.greedy(vector, ep, layer);
+        }
+        let start = level.min(top);
+        for layer in (0..=start).rev() {
+            visited.reset(self.ids.len());
+            let entries: &[Scored] = if layer == start {
+                std::slice::from_ref(&ep)
+            } else {
+                &found[layer as usize + 1]
+            };
+            let layer_found = self.search_layer(
+                vector,
+                entries,
+                self.params.ef_construction,
+                layer,
+                false,
+                visited,
+            );
+            found[layer as usize] = layer_found;
+        }
+        let earlier: Vec<Scored> = (first..slot).map(|j| self.scored(vector, j)).collect();
+        found
+            .into_iter()
+            .enumerate()
+            .map(|(layer, mut candidates)| {
+                // Only earlier nodes that can make the best `ef_construction` join (most cannot): a short sort.
+                let worst = (candidates.len() >= self.params.ef_construction)
+                    .then(|| candidates.last().copied())
+                    .flatten();
+                candidates.extend(earlier.iter().filter(|s| {
+                    self.levels[s.slot as usize] as usize >= layer && worst.is_none_or(|w| **s > w)
+                }));
+                candidates.sort_unstable_by(|a, b| b.cmp(a));
+                candidates.truncate(self.params.ef_construction);
+                self.select_neighbours(&candidates, self.params.m)
+            })
+            .collect()
+    }
+
+    /// `target`'s list on `layer` with `new` appended, pruned as [`Hnsw::link`] prunes when it is overfull.
+    fn extended(&self, target: u32, layer: u8, new: impl Iterator<Item = u32>) -> Vec<u32> {
+        let mut list = self.neighbours(target, layer).to_vec();
+        list.extend(new);
+        let capacity = self.capacity(layer);
+        if list.len() <= capacity {
+            return list;
+        }
+        let base = self.vector(target);
+        let mut candidates: Vec<Scored> = list.iter().map(|&s| self.scored(base, s)).collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        self.select_neighbours(&candidates, capacity)
     }
 
     /// Adds `new` to `target`'s list on `layer`; an overfull list is pruned with the same heuristic, so that
@@ -821,6 +1083,60 @@ impl Hnsw {
     }
 }
 
+/// `f(0..count)` in order, computed by `states.len()` scoped threads (inline when one suffices), each with its
+/// own state. Workers claim a few indices at a time, so which worker computes what varies from run to run, but
+/// the result does not.
+fn parallel_map<S, T, F>(count: usize, states: &mut [S], f: F) -> Vec<T>
+where
+    S: Send,
+    T: Send,
+    F: Fn(usize, &mut S) -> T + Sync,
+{
+    let workers = states.len().min(count.div_ceil(CLAIM));
+    if workers <= 1 {
+        let Some(state) = states.first_mut() else {
+            unreachable!("at least one worker state");
+        };
+        return (0..count).map(|i| f(i, state)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let parts: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = states[..workers]
+            .iter_mut()
+            .map(|state| {
+                let (next, f) = (&next, &f);
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let start = next.fetch_add(CLAIM, AtomicOrdering::Relaxed);
+                        if start >= count {
+                            return done;
+                        }
+                        for i in start..(start + CLAIM).min(count) {
+                            done.push((i, f(i, state)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut slots: Vec<Option<T>> = std::iter::repeat_with(|| None).take(count).collect();
+    for (i, value) in parts.into_iter().flatten() {
+        slots[i] = Some(value);
+    }
+    slots
+        .into_iter()
+        .map(|value| value.expect("every index is claimed once"))
+        .collect()
+}
+
 /// Bounds-checked little-endian reads over the file's bytes.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -1044,6 +1360,286 @@ mod tests {
         // A stored vector finds itself first.
         for (id, v) in points.iter().step_by(97) {
             assert_eq!(index.search(v, 1, 64)[0].0, *id);
+        }
+    }
+
+    fn batch(points: &[(u64, Vec<f32>)]) -> Vec<(u64, &[f32])> {
+        points.iter().map(|(id, v)| (*id, v.as_slice())).collect()
+    }
+
+    fn bytes(index: &Hnsw) -> Vec<u8> {
+        let mut out = Vec::new();
+        index.write_to(&mut out).expect("write");
+        out
+    }
+
+    #[test]
+    fn batch_recall_matches_sequential() {
+        let data = Clusters::new(64);
+        let points = data.points(3000, 1);
+        let mut rng = Rng(2);
+        let queries: Vec<Vec<f32>> = (0..100).map(|_| data.sample(&mut rng)).collect();
+        let sequential = build(&points, 64);
+        let r_seq = mean_recall(&sequential, &points, &queries, 10, 64);
+        let mut files = Vec::new();
+        for threads in [1, 2, 4] {
+            let mut index = Hnsw::new(64, HnswParams::default());
+            index
+                .insert_batch(&batch(&points), threads)
+                .expect("insert_batch");
+            assert_eq!(index.len(), 3000);
+            let r = mean_recall(&index, &points, &queries, 10, 64);
+            eprintln!("recall@10 at ef=64: sequential {r_seq:.3}, insert_batch({threads}) {r:.3}");
+            assert!(r >= 0.95, "threads {threads}: recall@10 {r}");
+            for (id, v) in points.iter().step_by(97) {
+                assert_eq!(index.search(v, 1, 64)[0].0, *id, "threads {threads}");
+            }
+            files.push(bytes(&index));
+        }
+        assert!(
+            files[0] == bytes(&sequential),
+            "one thread is insert in order"
+        );
+        assert!(
+            files[1] == files[2],
+            "every count above one builds the same graph"
+        );
+    }
+
+    #[test]
+    fn batch_of_clusters_the_graph_has_not_seen() {
+        // The nodes of one round do not see each other's links, only each other's vectors: a batch made of new
+        // clusters, or sorted by cluster (photos of one event arrive together), must still link up.
+        let data = Clusters::new(64);
+        let all = data.points(4000, 31);
+        let nearest = |v: &[f32]| {
+            (0..data.centres.len())
+                .max_by(|&a, &b| dot(v, &data.centres[a]).total_cmp(&dot(v, &data.centres[b])))
+                .expect("centres")
+        };
+        let mut rng = Rng(32);
+        let queries: Vec<Vec<f32>> = (0..100).map(|_| data.sample(&mut rng)).collect();
+
+        let (old, new): (Vec<_>, Vec<_>) = all.iter().cloned().partition(|(_, v)| nearest(v) < 15);
+        let mut index = build(&old, 64);
+        index.insert_batch(&batch(&new), 2).expect("batch");
+        let r = mean_recall(&index, &all, &queries, 10, 64);
+        eprintln!("new clusters in one batch: recall@10 {r:.3}");
+        assert!(r >= 0.95, "new clusters: recall {r}");
+
+        let mut sorted = all.clone();
+        sorted.sort_by_key(|(id, v)| (nearest(v), *id));
+        let mut index = Hnsw::new(64, HnswParams::default());
+        index.insert_batch(&batch(&sorted), 2).expect("batch");
+        let r = mean_recall(&index, &all, &queries, 10, 64);
+        eprintln!("a batch sorted by cluster: recall@10 {r:.3}");
+        assert!(r >= 0.95, "sorted by cluster: recall {r}");
+    }
+
+    #[test]
+    fn batch_is_deterministic() {
+        let data = Clusters::new(16);
+        let points = data.points(1500, 12);
+        let run = |threads: usize| {
+            let mut index = Hnsw::new(16, HnswParams::default());
+            index.insert_batch(&batch(&points), threads).expect("batch");
+            bytes(&index)
+        };
+        let two = run(2);
+        assert!(run(2) == two, "same input, same threads, same file");
+        // Which worker takes which node varies; the graph does not. A huge count is capped, not allocated.
+        for threads in [3, usize::MAX] {
+            assert!(run(threads) == two, "threads {threads}");
+        }
+    }
+
+    #[test]
+    fn batch_into_a_graph_with_nodes_and_tombstones() {
+        let data = Clusters::new(32);
+        let old = data.points(1200, 13);
+        for threads in [1, 2] {
+            let mut index = build(&old, 32);
+            let mut live: HashMap<u64, Vec<f32>> = old.iter().cloned().collect();
+            let mut gone = Vec::new();
+            for (id, _) in old.iter().step_by(4) {
+                assert!(index.remove(*id));
+                live.remove(id);
+                gone.push(*id);
+            }
+            assert_eq!(index.removed_count, 300, "tombstones, no rebuild");
+            let mut items: Vec<(u64, Vec<f32>)> = data
+                .points(900, 14)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, v))| (2_000_000 + i as u64, v))
+                .collect();
+            // Replacements of live ids, a removed id back, and an id twice (the last one wins).
+            let fresh = data.points(3, 15);
+            items.push((old[1].0, fresh[0].1.clone()));
+            items.push((old[4].0, fresh[1].1.clone()));
+            items.push((2_000_000, fresh[2].1.clone()));
+            gone.retain(|g| *g != old[4].0);
+            for (id, v) in &items {
+                live.insert(*id, v.clone());
+            }
+            let pairs: Vec<(u64, &[f32])> =
+                items.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+            index.insert_batch(&pairs, threads).expect("batch");
+            assert_eq!(index.len(), live.len(), "threads {threads}");
+            assert!(
+                index.ids.len() > index.len(),
+                "threads {threads}: tombstones kept"
+            );
+            let points: Vec<(u64, Vec<f32>)> = live.into_iter().collect();
+            for (id, v) in &points {
+                assert!(index.contains(*id));
+                let found = index.search(v, 1, 64)[0];
+                assert!(
+                    (found.1 - 1.0).abs() < 1e-5,
+                    "threads {threads}: id {id} {found:?}"
+                );
+            }
+            let mut rng = Rng(16);
+            let queries: Vec<Vec<f32>> = (0..60).map(|_| data.sample(&mut rng)).collect();
+            for q in &queries {
+                for (id, _) in index.search(q, points.len(), 64) {
+                    assert!(!gone.contains(&id), "threads {threads}: removed id {id}");
+                }
+            }
+            let r = mean_recall(&index, &points, &queries, 10, 64);
+            eprintln!("after a batch into a graph with tombstones ({threads}): recall@10 {r:.3}");
+            assert!(r >= 0.95, "threads {threads}: recall {r}");
+        }
+    }
+
+    #[test]
+    fn batch_replacing_most_ids_rebuilds_once() {
+        let data = Clusters::new(16);
+        let old = data.points(600, 17);
+        let mut index = build(&old, 16);
+        index.remove(old[0].0);
+        // New vectors for 400 of the 599 live ids, and 100 new ids.
+        let new = data.points(500, 18);
+        let items: Vec<(u64, &[f32])> = new
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v))| {
+                let id = if i < 400 {
+                    old[i + 1].0
+                } else {
+                    5_000_000 + i as u64
+                };
+                (id, v.as_slice())
+            })
+            .collect();
+        index.insert_batch(&items, 2).expect("batch");
+        assert_eq!(index.len(), 699);
+        assert_eq!(
+            index.ids.len(),
+            699,
+            "rebuilt from the live nodes and the batch"
+        );
+        assert_eq!(index.removed_count, 0);
+        assert!(!index.contains(old[0].0));
+        for (id, v) in items.iter().step_by(7) {
+            assert_eq!(index.search(v, 1, 64)[0].0, *id);
+        }
+        for (id, v) in old.iter().skip(401).step_by(7) {
+            assert_eq!(index.search(v, 1, 64)[0].0, *id);
+        }
+    }
+
+    #[test]
+    fn an_invalid_item_fails_the_batch_before_any_insert() {
+        let data = Clusters::new(8);
+        let points = data.points(400, 19);
+        let mut index = build(&points[..100], 8);
+        let before = bytes(&index);
+        let short = [1.0f32, 0.0];
+        let mut nan = points[0].1.clone();
+        nan[3] = f32::NAN;
+        for threads in [1, 2] {
+            let mut items = batch(&points[100..]);
+            items.insert(250, (77, &short));
+            match index.insert_batch(&items, threads) {
+                Err(HnswError::Dimension {
+                    id: 77,
+                    got: 2,
+                    dim: 8,
+                }) => {}
+                other => panic!("{other:?}"),
+            }
+            items[250] = (78, &nan);
+            assert!(matches!(
+                index.insert_batch(&items, threads),
+                Err(HnswError::NotFinite { id: 78 })
+            ));
+            assert!(bytes(&index) == before, "threads {threads}");
+            assert_eq!(index.len(), 100);
+        }
+    }
+
+    #[test]
+    fn an_empty_batch_is_a_no_op() {
+        let mut empty = Hnsw::new(8, HnswParams::default());
+        let data = Clusters::new(8);
+        let points = data.points(50, 20);
+        let mut index = build(&points, 8);
+        index.remove(points[0].0);
+        for threads in [0, 1, 4] {
+            let (a, b) = (bytes(&empty), bytes(&index));
+            empty.insert_batch(&[], threads).expect("empty");
+            index.insert_batch(&[], threads).expect("empty");
+            assert!(bytes(&empty) == a && bytes(&index) == b);
+        }
+        // A batch smaller than the sequential start behaves like inserts in order, whatever the threads.
+        let mut small = Hnsw::new(8, HnswParams::default());
+        small.insert_batch(&batch(&points), 4).expect("batch");
+        assert!(bytes(&small) == bytes(&build(&points, 8)));
+    }
+
+    /// Documentation of the speed-up, not a check: run with
+    /// `cargo test --release -p clip-search --lib bench_batch_build -- --ignored --nocapture`
+    /// (`HNSW_BENCH_N=100000` for another size). "Rounds on one thread" is the batch algorithm without the
+    /// threads: what it costs over insertion in order, apart from what parallelism gains.
+    #[test]
+    #[ignore]
+    fn bench_batch_build() {
+        let n = std::env::var("HNSW_BENCH_N")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(20_000);
+        let dim = 512;
+        let data = Clusters::new(dim);
+        let points = data.points(n, 21);
+        let items = batch(&points);
+        let mut rng = Rng(22);
+        let queries: Vec<Vec<f32>> = (0..200).map(|_| data.sample(&mut rng)).collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        eprintln!("{n} clustered vectors of dim {dim}, m 16, ef_construction 100, {cores} cores");
+        let report = |what: &str, build: &dyn Fn(&mut Hnsw)| {
+            let mut index = Hnsw::new(dim, HnswParams::default());
+            let start = std::time::Instant::now();
+            build(&mut index);
+            let seconds = start.elapsed().as_secs_f64();
+            let r64 = mean_recall(&index, &points, &queries, 10, 64);
+            let r128 = mean_recall(&index, &points, &queries, 10, 128);
+            eprintln!("{what:<28} {seconds:6.2} s  recall@10 ef=64 {r64:.3}, ef=128 {r128:.3}");
+        };
+        report("insert in order (batch 1)", &|index| {
+            for &(id, v) in &items {
+                index.insert(id, v).expect("insert");
+            }
+        });
+        report("rounds on one thread", &|index| index.append(&items, 1));
+        let mut counts = vec![2];
+        if cores > 2 {
+            counts.push(cores);
+        }
+        for threads in counts {
+            report(&format!("insert_batch({threads})"), &|index| {
+                index.insert_batch(&items, threads).expect("batch")
+            });
         }
     }
 

@@ -238,6 +238,7 @@ fn load_options(global: &GlobalArgs, args: &BenchArgs) -> clip::LoadOptions {
         vocab: None,
         precision: args.model.dtype,
         threads: global.threads,
+        text_only: false,
     }
 }
 

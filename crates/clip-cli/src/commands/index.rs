@@ -37,7 +37,7 @@ pub struct IndexArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<Outcome> {
-    let (clip, spec, dtype) = load_index_model(global, &args.model, &args.db)?;
+    let (clip, spec, dtype) = load_index_model(global, &args.model, &args.db, false)?;
     let options = clip_search::IndexOptions {
         model_spec: spec,
         dtype,

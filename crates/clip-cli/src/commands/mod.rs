@@ -200,11 +200,22 @@ fn load_model(
     model: &ModelArg,
     vocab: Option<&Path>,
 ) -> anyhow::Result<clip::Clip> {
+    load_model_towers(global, model, vocab, false)
+}
+
+/// [`load_model`], without the image tower when `text_only`.
+fn load_model_towers(
+    global: &GlobalArgs,
+    model: &ModelArg,
+    vocab: Option<&Path>,
+    text_only: bool,
+) -> anyhow::Result<clip::Clip> {
     let options = clip::LoadOptions {
         hub: hub_options(global),
         vocab: vocab.map(Path::to_path_buf),
         precision: model.dtype,
         threads: global.threads,
+        text_only,
     };
     let name = &model.model;
     clip::Clip::load(name, &options).with_context(|| format!("cannot load model {name}"))

@@ -187,9 +187,19 @@ impl ModelSource {
     /// Fetches what is missing (downloads with progress, verified, cached) and loads the model, its linear
     /// layers packed for `precision` as they load.
     pub(crate) fn load(&self, hub: &HubOptions, precision: Precision) -> Result<LoadedModel> {
+        self.load_towers(hub, precision, true)
+    }
+
+    /// [`Self::load`], without the image tower unless `image_tower`.
+    pub(crate) fn load_towers(
+        &self,
+        hub: &HubOptions,
+        precision: Precision,
+        image_tower: bool,
+    ) -> Result<LoadedModel> {
         let opened = self.open(hub, precision)?;
         Ok(LoadedModel {
-            model: opened.opened.build()?,
+            model: opened.opened.build_towers(image_tower)?,
             preprocess: opened.preprocess,
             tokenizer_dir: opened.tokenizer_dir,
             origin: opened.origin,

@@ -34,9 +34,10 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
-    /// The model, strictly: every tensor of the checkpoint used, except buffers known to be unused.
-    pub fn build(&self) -> Result<ClipModel> {
-        let model = ClipModel::load(&self.store.root(), self.config.clone())
+    /// The model, strictly: every tensor of the checkpoint used, except buffers known to be unused (and the
+    /// image tower's, left out unless `image_tower`).
+    pub fn build_towers(&self, image_tower: bool) -> Result<ClipModel> {
+        let model = ClipModel::load_towers(&self.store.root(), self.config.clone(), image_tower)
             .map_err(|e| self.stored_name(e))?;
         for name in hf::HARMLESS_BUFFERS {
             self.store.skip(name);

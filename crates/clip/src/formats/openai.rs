@@ -92,7 +92,7 @@ mod tests {
         ] {
             let (opened, found) = open(&fixture("rn").join(file), Precision::F32).unwrap();
             assert_eq!(found, kind, "{file}");
-            opened.build().unwrap();
+            opened.build_towers(true).unwrap();
         }
     }
 

@@ -20,6 +20,8 @@ enum VisionTower {
     Vit(VisionTransformer),
     /// Its attention pool already projects to the shared space, so the model has no separate visual projection.
     ResNet(ModifiedResNet),
+    /// Loaded for text only (a text search needs no image tower, and loads in less than half the time).
+    Absent,
 }
 
 impl VisionTower {
@@ -43,6 +45,9 @@ impl VisionTower {
                 }
                 r.forward(&pixels.to_dtype(candle_core::DType::F32)?)
             }
+            Self::Absent => Err(ClipError::InvalidInput(
+                "this model was loaded for text only: it has no image tower".into(),
+            )),
         }
     }
 }
@@ -67,11 +72,21 @@ impl ClipModel {
     /// a ResNet tower under `vision_model.` with OpenAI's names). Linear layers are packed in the precision the
     /// store was opened with.
     pub(crate) fn load(w: &Weights, config: ClipConfig) -> Result<Self> {
+        Self::load_towers(w, config, true)
+    }
+
+    /// [`Self::load`], leaving the image tower out unless `image_tower` (its tensors are then skipped, not read).
+    pub(crate) fn load_towers(w: &Weights, config: ClipConfig, image_tower: bool) -> Result<Self> {
         config.validate().map_err(|reason| ClipError::Config {
             path: w.store().path().to_path_buf(),
             reason,
         })?;
         let (vision_model, visual_projection) = match &config.vision {
+            _ if !image_tower => {
+                w.store().skip_prefix("vision_model.");
+                w.store().skip_prefix("visual_projection.");
+                (VisionTower::Absent, None)
+            }
             VisionTowerConfig::Vit(v) => (
                 VisionTower::Vit(VisionTransformer::load(&w.pp("vision_model"), v)?),
                 Some(Linear::load_no_bias(
@@ -201,7 +216,7 @@ impl ClipModel {
                     (&self.vision_model, &self.visual_projection)
                 else {
                     return Err(ClipError::InvalidInput(
-                        "training a ModifiedResNet image tower is not supported yet".into(),
+                        "training needs a ViT image tower (a ModifiedResNet one is not supported yet)".into(),
                     ));
                 };
                 let (pooled, vision_cache) =

@@ -313,6 +313,14 @@ impl TensorStore {
         }
     }
 
+    /// Marks every tensor whose name starts with `prefix` as consumed (a tower left out on purpose).
+    pub fn skip_prefix(&self, prefix: &str) {
+        let mut consumed = self.consumed.borrow_mut();
+        for name in self.entries.keys().filter(|n| n.starts_with(prefix)) {
+            consumed.insert(name.clone());
+        }
+    }
+
     /// Tensors not taken or skipped so far, by their names in the file, sorted.
     pub fn unconsumed(&self) -> Vec<String> {
         let consumed = self.consumed.borrow();
