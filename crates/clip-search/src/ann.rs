@@ -73,11 +73,14 @@ pub fn update(graph: &mut Hnsw, matrix: &VectorMatrix) -> Result<()> {
             graph.remove(id);
         }
     }
-    for (row, &id) in matrix.ids().iter().enumerate() {
-        if !graph.contains(id as u64) {
-            graph.insert(id as u64, matrix.row(row))?;
-        }
-    }
+    let new: Vec<(u64, &[f32])> = matrix
+        .ids()
+        .iter()
+        .enumerate()
+        .filter(|(_, &id)| !graph.contains(id as u64))
+        .map(|(row, &id)| (id as u64, matrix.row(row)))
+        .collect();
+    graph.insert_batch(&new, clip::threads::count())?;
     Ok(())
 }
 

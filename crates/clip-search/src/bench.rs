@@ -35,7 +35,7 @@ pub struct SearchBenchReport {
     pub m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
-    /// Threads exact search ran on (the graph is built and searched on one).
+    /// Threads the graph was built and exact search ran on (a graph query runs on one).
     pub threads: usize,
     /// The SIMD level of the dot products.
     pub dot: &'static str,
@@ -80,9 +80,8 @@ pub fn bench_search(
     let matrix = VectorMatrix::from_rows((0..n as i64).collect(), vectors, dim);
     let start = Instant::now();
     let mut graph = Hnsw::new(dim, options.params);
-    for row in 0..n {
-        graph.insert(row as u64, matrix.row(row))?;
-    }
+    let items: Vec<(u64, &[f32])> = (0..n).map(|row| (row as u64, matrix.row(row))).collect();
+    graph.insert_batch(&items, clip::threads::count())?;
     let build_seconds = start.elapsed().as_secs_f64();
 
     let k = options.top_k;
