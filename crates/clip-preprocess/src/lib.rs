@@ -68,6 +68,16 @@ pub fn preprocess_bytes(
     preprocess_image(&image, config).map_err(|e| e.with_path(path))
 }
 
+/// Resize to `width` x `height` (BICUBIC with Pillow's mode rules) and convert to RGB: a thumbnail.
+pub fn resize_rgb(image: &PilImage, width: u32, height: u32) -> Result<RgbImage, PreprocessError> {
+    let resized = resize_bicubic(image, width, height)?;
+    Ok(RgbImage {
+        width,
+        height,
+        data: convert::to_rgb(&resized)?,
+    })
+}
+
 /// Resize the shorter side to `size` (BICUBIC with Pillow's mode rules), centre crop `size` x `size`,
 /// convert to RGB: the uint8 image `_transform(size)` hands to `ToTensor`.
 pub fn resize_crop_rgb(image: &PilImage, size: u32) -> Result<RgbImage, PreprocessError> {

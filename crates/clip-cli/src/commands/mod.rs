@@ -15,6 +15,7 @@ mod preprocess;
 mod probe;
 mod rows;
 mod search;
+mod serve;
 mod tokenize;
 mod train;
 
@@ -40,6 +41,7 @@ use models::ModelsArgs;
 use preprocess::PreprocessArgs;
 use probe::ProbeArgs;
 use search::SearchArgs;
+use serve::ServeArgs;
 use tokenize::TokenizeArgs;
 use train::TrainArgs;
 
@@ -148,6 +150,15 @@ pub enum Command {
     /// Groups of near-duplicate photos in an index
     #[command(after_help = "Example:\n  clip dups --db photos.db --threshold 0.97 --json")]
     Dups(DupsArgs),
+    /// An HTTP service: OpenAI-style /v1/embeddings, classification, ranking, photo search with a web page,
+    /// immich's /predict, /metrics; requests from many clients batched together
+    #[command(
+        after_help = "Examples:\n  clip serve --model ViT-B/32 --db photos.db          # then open http://127.0.0.1:8080/\n  \
+                      clip serve --dtype int8 --port 3003 --max-batch 64\n  \
+                      curl -s localhost:8080/v1/embeddings -H 'content-type: application/json' \\\n    \
+                      -d '{\"input\": [\"a dog\", \"a cat\"]}'"
+    )]
+    Serve(ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -167,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Index(args) => index::run(&cli.global, args),
         Command::Search(args) => search::run(&cli.global, args),
         Command::Dups(args) => dups::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args),
     }
 }
 

@@ -402,7 +402,10 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            assert_eq!(whole.encode_ids(&ids).unwrap(), text.encode_ids(&ids).unwrap());
+            assert_eq!(
+                whole.encode_ids(&ids).unwrap(),
+                text.encode_ids(&ids).unwrap()
+            );
             let size = text.preprocess_config().size as usize;
             let error = text
                 .encode_pixels(&[vec![0.0; 3 * size * size]])
