@@ -39,6 +39,9 @@ pub struct SearchQuery {
     q: String,
     k: Option<usize>,
     min_score: Option<f32>,
+    /// The API key, for clients that cannot send headers (checked before the handler).
+    #[allow(dead_code)]
+    key: Option<String>,
 }
 
 #[derive(Deserialize)]
