@@ -16,6 +16,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    #[error("this route does not take that method (see docs/openapi.yaml)")]
+    MethodNotAllowed,
     #[error("request body too large: {0}")]
     TooLarge(String),
     /// The queue is full: try again shortly (429 with Retry-After).
@@ -37,6 +39,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -51,6 +54,7 @@ impl ApiError {
             Self::Unprocessable(_) => "invalid_input",
             Self::Unauthorized => "authentication_error",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::TooLarge(_) => "request_too_large",
             Self::Busy(_) => "overloaded",
             Self::Timeout(_) => "timeout",

@@ -73,12 +73,43 @@ async fn authenticate(
     let query_key = request
         .uri()
         .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("key=")));
-    if bearer == Some(key.as_str()) || query_key == Some(key.as_str()) {
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("key=")))
+        .map(percent_decode);
+    let matches = |given: &[u8]| constant_time_eq(given, key.as_bytes());
+    if bearer.is_some_and(|b| matches(b.as_bytes())) || query_key.is_some_and(|q| matches(&q)) {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// `%XX` escapes and `+` (a space in a query string) decoded; malformed escapes kept as they are.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -87,7 +118,11 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let start = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // axum answers a known route with the wrong method with an empty 405: give it the JSON error body.
+    if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        response = ApiError::MethodNotAllowed.into_response();
+    }
     state
         .metrics
         .observe_request(&route, response.status().as_u16(), start.elapsed());
@@ -138,4 +173,20 @@ pub async fn serve(options: ServeOptions) -> std::io::Result<Server> {
         shutdown,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_keys_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Bb%2Fc%3Dd"), b"a+b/c=d");
+        assert_eq!(percent_decode("a+b"), b"a b");
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert!(constant_time_eq(b"sesame", b"sesame"));
+        assert!(!constant_time_eq(b"sesame", b"sesamE"));
+        assert!(!constant_time_eq(b"sesame", b"sesam"));
+    }
 }

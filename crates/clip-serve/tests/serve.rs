@@ -662,6 +662,12 @@ fn search_thumbnails_immich_and_the_api_key() {
     let thumb = clip::preprocess::decode(&jpeg).unwrap();
     assert!(thumb.width().max(thumb.height()) <= 256);
     assert_eq!(service.get("/v1/thumbnail/999999?key=sesame").0, 404);
+    let (status, body) = service.get("/v1/thumbnail/abc?key=sesame");
+    assert_eq!(status, 400);
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, body) = service.get("/v1/classify?key=sesame");
+    assert_eq!(status, 405);
+    assert!(body.contains("method"), "{body}");
 
     // immich's /predict (multipart): the visual embedding as a JSON-array string, with the image's size.
     let boundary = "XyZboundary";

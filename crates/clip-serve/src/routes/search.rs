@@ -156,8 +156,9 @@ async fn search(
 
 pub async fn thumbnail(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> ApiResult<Response> {
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if let Some(jpeg) = state.thumbnail(id) {
         return Ok(jpeg_response(jpeg));
     }
