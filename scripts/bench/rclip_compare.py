@@ -71,13 +71,13 @@ def clip_search_command(args, db):
 
 
 def parse_clip_index(stdout):
-    """`clip index --json` -> (photos indexed or None, the parsed report). Accepts one object or JSON lines (the
-    last object is taken as the summary)."""
+    """`clip index --json`'s summary {"added", "updated", "removed", "unchanged", "reused", "failed": [...], ...}
+    -> (photos embedded or reused, the report). The last line is taken when it prints JSON lines."""
     report = last_json(stdout)
-    for key in ("indexed", "images", "added", "count"):
-        if isinstance(report, dict) and isinstance(report.get(key), int):
-            return report[key], report
-    return None, report
+    if report.get("failed"):
+        raise SystemExit(f"clip index failed on {len(report['failed'])} photos: {report['failed'][:3]}")
+    counted = [report[k] for k in ("added", "reused") if isinstance(report.get(k), int)]
+    return (sum(counted) if counted else None), report
 
 
 def parse_clip_search(stdout):
