@@ -30,26 +30,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from end_to_end import CLIP, make_photos  # noqa: E402
+from machine import cpu_line  # noqa: E402
 
 
 def wall(cmd):
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def cpu_line():
-    model, flags = "unknown", []
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                flags = [f for f in ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"]
-                         if f in present]
-                break
-    return f"{model} [{' '.join(flags)}], {os.cpu_count()} cores"
 
 
 def synthetic_rows(db, count, dim, seed=0):

@@ -47,6 +47,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_description, usable_cores  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = "/tmp/vitb32-openclip"   # an open_clip directory clip reads; generated when absent
 DEFAULT_PHOTOS = "/tmp/search-photos"
@@ -54,8 +57,6 @@ ARCH = "ViT-B-32-256"                     # what rclip 3.x runs
 RCLIP_MODEL_SUBDIR = "ViT-B-32-256-datacomp_s34b_b86k"
 RCLIP_VOCAB = "tokenizer/bpe_simple_vocab_16e6.txt.gz"
 SEED = 0
-REPORTED_FLAGS = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "avx512_fp16",
-                  "amx_tile", "amx_bf16", "amx_int8"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -442,26 +443,6 @@ def list_photos(directory):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-
-def cpu_description():
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return "unknown", []
-    fields = {}
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    present = set(fields.get("flags", "").split())
-    return fields.get("model name", "unknown"), [f for f in REPORTED_FLAGS if f in present]
-
-
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
 
 def summary(seconds):
     return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "runs": seconds}

@@ -34,11 +34,12 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_description, usable_cores  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WARMUP = 10
 # The extensions `clip bench` reports (crates/clip/src/kernels/cpu.rs), printed here when clip does not run.
-REPORTED_FLAGS = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "avx512_fp16",
-                  "amx_tile", "amx_bf16", "amx_int8"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,27 +315,6 @@ def run_faiss(args, vectors_path, queries, gt):
 
 # ---------------------------------------------------------------------------------------------------------------
 
-def cpu_description():
-    """The CPU model name and the reported extensions, read as `clip bench` reads them."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return "unknown", []
-    fields = {}
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    present = set(fields.get("flags", "").split())
-    return fields.get("model name", "unknown"), [f for f in REPORTED_FLAGS if f in present]
-
-
-def default_threads():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="database sizes, comma-separated")
@@ -350,7 +330,7 @@ def main():
     parser.add_argument("--ef-search", type=int, default=64)
     parser.add_argument("--exact-queries", type=int, help="time only the first N queries on the exact baselines "
                         "(numpy, faiss flat; their latency hardly varies; a 1M scan takes ~0.1-0.2 s) [all]")
-    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--workdir", default="/tmp/search-bench")
     parser.add_argument("--clip", default=os.path.join(ROOT, "target", "release", "clip"))
     parser.add_argument("--no-clip", action="store_true", help="run faiss and numpy only")
