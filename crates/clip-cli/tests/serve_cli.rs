@@ -50,8 +50,8 @@ fn serve_answers_what_embed_prints_and_stops_on_sigterm() {
 
     let texts = ["a photo of a cat", "a diagram"];
     let image = root().join("fixtures/images/inputs/sk_rocket.jpg");
-    let served: serde_json::Value = {
-        let body = serde_json::json!({"input": texts}).to_string();
+    let embeddings = |input: serde_json::Value| -> serde_json::Value {
+        let body = serde_json::json!({ "input": input }).to_string();
         let mut response = agent
             .post(&format!("{base}/v1/embeddings"))
             .header("content-type", "application/json")
@@ -59,6 +59,7 @@ fn serve_answers_what_embed_prints_and_stops_on_sigterm() {
             .unwrap();
         serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
     };
+    let served = embeddings(serde_json::json!(texts));
     let printed = clip(&["embed", "-m", MODEL, "--text", texts[0], texts[1], "--json"]);
     let printed: Vec<Vec<f64>> = serde_json::from_slice(&printed.stdout).unwrap();
     let image_served: serde_json::Value = {
@@ -67,13 +68,7 @@ fn serve_answers_what_embed_prints_and_stops_on_sigterm() {
             "data:image/jpeg;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(std::fs::read(&image).unwrap())
         );
-        let body = serde_json::json!({"input": [uri]}).to_string();
-        let mut response = agent
-            .post(&format!("{base}/v1/embeddings"))
-            .header("content-type", "application/json")
-            .send(body.as_bytes())
-            .unwrap();
-        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+        embeddings(serde_json::json!([uri]))
     };
     let image_printed = clip(&[
         "embed",

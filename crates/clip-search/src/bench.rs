@@ -42,13 +42,24 @@ pub struct SearchBenchReport {
     pub build_seconds: f64,
     pub exact: Latency,
     pub ann: AnnLatency,
+    /// The graph at each further beam width asked for (same graph, same queries).
+    pub ann_sweep: Vec<SweepPoint>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub ef_search: usize,
+    #[serde(flatten)]
+    pub latency: AnnLatency,
+}
+
+#[derive(Debug, Clone)]
 pub struct SearchBenchOptions {
     pub top_k: usize,
     pub params: HnswParams,
     pub ef_search: usize,
+    /// Further beam widths to measure on the same graph.
+    pub sweep: Vec<usize>,
 }
 
 fn latency(mut ms: Vec<f64>) -> Latency {
@@ -86,26 +97,56 @@ pub fn bench_search(
 
     let k = options.top_k;
     let mut exact_ms = Vec::new();
-    let mut ann_ms = Vec::new();
-    let mut hits = 0usize;
-    let mut ann_rows = Vec::new();
+    let mut truths = Vec::new();
     for query in queries.chunks(dim) {
         let start = Instant::now();
         let exact = matrix.search(query, k, None);
         exact_ms.push(start.elapsed().as_secs_f64() * 1e3);
-        let start = Instant::now();
-        let approximate = graph.search(query, k, options.ef_search.max(k));
-        ann_ms.push(start.elapsed().as_secs_f64() * 1e3);
-        let truth: std::collections::HashSet<u64> =
-            exact.iter().map(|(id, _)| *id as u64).collect();
-        hits += approximate
-            .iter()
-            .filter(|(id, _)| truth.contains(id))
-            .count();
-        ann_rows.push(approximate.into_iter().map(|(id, _)| id).collect());
+        truths.push(
+            exact
+                .iter()
+                .map(|(id, _)| *id as u64)
+                .collect::<std::collections::HashSet<u64>>(),
+        );
     }
+    let run_graph = |ef: usize| {
+        let mut ms = Vec::new();
+        let mut hits = 0usize;
+        let mut rows = Vec::new();
+        for (query, truth) in queries.chunks(dim).zip(&truths) {
+            let start = Instant::now();
+            let approximate = graph.search(query, k, ef.max(k));
+            ms.push(start.elapsed().as_secs_f64() * 1e3);
+            hits += approximate
+                .iter()
+                .filter(|(id, _)| truth.contains(id))
+                .count();
+            rows.push(
+                approximate
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect::<Vec<u64>>(),
+            );
+        }
+        let l = latency(ms);
+        let point = AnnLatency {
+            p50_ms: l.p50_ms,
+            p99_ms: l.p99_ms,
+            mean_ms: l.mean_ms,
+            recall_at_k: hits as f64 / (truths.len() * k).max(1) as f64,
+        };
+        (point, rows)
+    };
+    let (ann, ann_rows) = run_graph(options.ef_search);
+    let ann_sweep = options
+        .sweep
+        .iter()
+        .map(|&ef| SweepPoint {
+            ef_search: ef,
+            latency: run_graph(ef).0,
+        })
+        .collect();
     let q = queries.len() / dim;
-    let ann = latency(ann_ms);
     let report = SearchBenchReport {
         vectors: n,
         dim,
@@ -118,12 +159,8 @@ pub fn bench_search(
         dot: crate::vectors::dot_level(),
         build_seconds,
         exact: latency(exact_ms),
-        ann: AnnLatency {
-            p50_ms: ann.p50_ms,
-            p99_ms: ann.p99_ms,
-            mean_ms: ann.mean_ms,
-            recall_at_k: hits as f64 / (q * k).max(1) as f64,
-        },
+        ann,
+        ann_sweep,
     };
     Ok((report, ann_rows))
 }

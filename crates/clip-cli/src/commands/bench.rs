@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// With --search-vectors: HNSW beam width while searching
     #[arg(long, default_value_t = clip_search::DEFAULT_EF_SEARCH as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub ef_search: u64,
+    /// With --search-vectors: further HNSW beam widths to measure on the same graph
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...", requires = "search_vectors",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub ef_sweep: Vec<u64>,
     /// With --search-vectors: write the HNSW results (row indices, float32 [Q, K]) to this .npy file
     #[arg(long, value_name = "R.npy", requires = "search_vectors")]
     pub search_results: Option<std::path::PathBuf>,
@@ -196,6 +200,7 @@ fn search(
             ef_construction: args.ef_construction as usize,
         },
         ef_search: args.ef_search as usize,
+        sweep: args.ef_sweep.iter().map(|&e| e as usize).collect(),
     };
     let (report, rows) = clip_search::bench::bench_search(values, query_values, dim, &options)?;
     if let Some(path) = &args.search_results {
@@ -229,6 +234,16 @@ fn search(
         report.top_k,
         report.ann.recall_at_k
     ))?;
+    for point in &report.ann_sweep {
+        print_line(&format!(
+            "HNSW ef_search {:<4} p50 {:.3} ms  p99 {:.3} ms  recall@{} {:.4}",
+            point.ef_search,
+            point.latency.p50_ms,
+            point.latency.p99_ms,
+            report.top_k,
+            point.latency.recall_at_k
+        ))?;
+    }
     Ok(Outcome::Success)
 }
 
