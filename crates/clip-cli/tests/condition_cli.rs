@@ -2,9 +2,7 @@
 //! prompts (references from scripts/fixtures/gen_conditioning.py, diffusers 0.42.1), in the documented order.
 
 mod common;
-use common::{assert_close_flat, clip, root, tempdir};
-
-use std::path::PathBuf;
+use common::{assert_close_flat, clip, root};
 
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -29,8 +27,8 @@ fn tensor(file: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
     (view.shape().to_vec(), f32s(view.data()))
 }
 
-fn tempfile(name: &str) -> PathBuf {
-    tempdir("condition").join(name)
+fn tempfile(name: &str) -> common::TempFile {
+    common::tempfile("condition", name)
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! (open_clip's `build_zero_shot_classifier`, clip-anytorch preprocessing, scikit-learn's LogisticRegression).
 
 mod common;
-use common::{clip, root, stderr, stdout, tempdir};
+use common::{clip, root, stderr, stdout};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
@@ -17,8 +17,8 @@ fn reference() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn temp(name: &str) -> PathBuf {
-    tempdir("eval").join(name)
+fn temp(name: &str) -> common::TempFile {
+    common::tempfile("eval", name)
 }
 
 fn json(output: &Output) -> Value {

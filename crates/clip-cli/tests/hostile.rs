@@ -6,7 +6,7 @@
 mod common;
 use common::{clip, clip_with_stdin, clip_within, root, stderr, stdout, tempdir};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -190,7 +190,11 @@ fn oversized_flags_are_refused_before_allocating() {
 }
 
 /// A copy of the fixture model with one of its JSON files edited.
-fn edited_model(name: &str, file: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+fn edited_model(
+    name: &str,
+    file: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> common::TempDir {
     let dir = tempdir(name);
     for entry in std::fs::read_dir(root().join(MODEL)).unwrap() {
         let path = entry.unwrap().path();

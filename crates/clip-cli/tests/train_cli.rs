@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,10 +74,10 @@ fn lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn fresh(tag: &str) -> PathBuf {
+fn fresh(tag: &str) -> common::TempDir {
     let dir = tempdir(tag);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::remove_dir_all(&*dir);
+    std::fs::create_dir_all(&*dir).unwrap();
     dir
 }
 

@@ -13,8 +13,9 @@ use crate::matrix::VectorMatrix;
 
 /// Below this many images exact search is fast enough (a few milliseconds) and always right.
 pub const DEFAULT_THRESHOLD: usize = 20_000;
-/// Beam width of a query; raised to `k` for larger k.
-pub const DEFAULT_EF_SEARCH: usize = 64;
+/// Beam width of a query; raised to `k` for larger k. At 1M clustered 512-d vectors (M 16, efConstruction 100)
+/// recall@10 was 0.857 at 64, 0.941 at 128, 0.973 at 256 (p50 0.94 ms on 2 cores): 256 keeps recall above 0.95.
+pub const DEFAULT_EF_SEARCH: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnnOptions {

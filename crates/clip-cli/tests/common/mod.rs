@@ -148,10 +148,68 @@ pub fn assert_close(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) {
 
 /// A temporary directory unique to the process and `tag` (created if missing, never wiped: tests running in
 /// parallel may share a tag).
-pub fn tempdir(tag: &str) -> PathBuf {
+/// A test's scratch directory, removed when dropped (a failed test's too: its paths are in the message).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A scratch file (or directory) path, removed when dropped; unique per call, so parallel tests never share one.
+pub struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // A test may have made a directory of it.
+        if std::fs::remove_file(&self.0).is_err() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn tempfile(tag: &str, name: &str) -> TempFile {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    TempFile(std::env::temp_dir().join(format!(
+        "clip-cli-test-{tag}-{}-{n}-{name}",
+        std::process::id()
+    )))
+}
+
+pub fn tempdir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("clip-cli-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 pub fn stdout(output: &Output) -> String {
