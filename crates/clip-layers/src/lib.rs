@@ -265,7 +265,12 @@ fn expand(body: &str) -> Vec<String> {
         return vec![body.to_string()];
     };
     let head = &body[..open];
-    let inner = &body[open + 1..body.rfind('}').unwrap_or(body.len())];
+    // A `}` before the `{` means this is not a use tree (text that merely looks like one): keep it whole.
+    let close = body.rfind('}').unwrap_or(body.len());
+    if close <= open {
+        return vec![body.to_string()];
+    }
+    let inner = &body[open + 1..close];
     let mut parts = Vec::new();
     let mut depth = 0;
     let mut current = String::new();
@@ -372,6 +377,12 @@ fn find_cycle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_only_looks_like_a_use_tree_is_kept_whole() {
+        assert_eq!(expand("a::{b,c::{d,e}}"), ["a::b", "a::c::d", "a::c::e"]);
+        assert_eq!(expand("}:{e"), ["}:{e"]);
+    }
 
     fn tree(files: &[(&str, &str)]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

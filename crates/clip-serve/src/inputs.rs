@@ -90,13 +90,18 @@ pub async fn embed_images(
     for (name, bytes) in images {
         let clip = Arc::clone(&loaded.clip);
         let metrics = Arc::clone(&state.metrics);
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
-            // Pillow's decompression-bomb limit is checked from the header, before any pixel is decoded.
-            let pixels = clip.preprocess_bytes(&bytes, std::path::Path::new(&name));
-            metrics.observe_stage("decode", start.elapsed());
-            pixels
-        }));
+        tasks.push(tokio::task::spawn_blocking(
+            move || -> clip::Result<Vec<f32>> {
+                let start = Instant::now();
+                // Pillow's decompression-bomb limit is checked from the header, before any pixel is decoded.
+                let image = clip::preprocess::decode_named(&bytes, std::path::Path::new(&name))?;
+                metrics.observe_stage("decode", start.elapsed());
+                let start = Instant::now();
+                let pixels = clip::preprocess::preprocess_image(&image, clip.preprocess_config())?;
+                metrics.observe_stage("preprocess", start.elapsed());
+                Ok(pixels)
+            },
+        ));
     }
     let mut pixels = Vec::with_capacity(tasks.len());
     for task in tasks {

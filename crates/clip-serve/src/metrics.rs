@@ -103,7 +103,7 @@ impl Metrics {
         });
     }
 
-    /// Time spent in a stage outside the model (`decode` = reading, decoding and preprocessing one image).
+    /// Time spent in a stage outside the model (`decode`, `preprocess`: of one image).
     pub fn observe_stage(&self, stage: &'static str, elapsed: Duration) {
         self.with(|m| {
             let entry = m.stage_seconds.entry(stage).or_default();
@@ -153,7 +153,7 @@ impl Metrics {
                 &bounds,
             );
         }
-        out.push_str("# HELP clip_stage_seconds_total Seconds spent per stage (decode includes preprocessing).\n");
+        out.push_str("# HELP clip_stage_seconds_total Seconds spent per stage (decode, preprocess, image_model, text_model).\n");
         out.push_str("# TYPE clip_stage_seconds_total counter\n");
         for (stage, (seconds, _)) in &m.stage_seconds {
             let _ = writeln!(

@@ -10,6 +10,9 @@ pub struct ServeOptions {
     pub load: clip::LoadOptions,
     /// A photo index to search (`clip index`); without it the search routes answer 404.
     pub db: Option<PathBuf>,
+    /// Saved classifiers (`clip classify --save-classifier`, `clip probe`), named by their file stems in
+    /// `/v1/classify` requests.
+    pub classifiers: Vec<PathBuf>,
     pub host: String,
     pub port: u16,
     /// Items per model call, at most.
@@ -36,6 +39,7 @@ impl Default for ServeOptions {
             model: clip::DEFAULT_MODEL.to_string(),
             load: clip::LoadOptions::default(),
             db: None,
+            classifiers: Vec::new(),
             host: "127.0.0.1".into(),
             port: 8080,
             max_batch: 32,

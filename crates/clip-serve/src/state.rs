@@ -19,6 +19,8 @@ pub struct Loaded {
     pub texts: Batcher<Vec<u32>, Vec<f32>>,
     pub search: Option<Mutex<clip_search::Searcher>>,
     pub dtype: clip::Precision,
+    /// Saved classifiers by name (file stem).
+    pub classifiers: HashMap<String, clip::zeroshot::Classifier>,
 }
 
 pub struct AppState {
@@ -72,6 +74,18 @@ impl AppState {
             }
             None => None,
         };
+        let identity = clip::zeroshot::ModelIdentity::of(&clip).map_err(|e| e.to_string())?;
+        let mut classifiers = HashMap::new();
+        for path in &o.classifiers {
+            let classifier = clip::zeroshot::Classifier::load(path)
+                .and_then(|c| c.check_model(&identity).map(|()| c))
+                .map_err(|e| format!("cannot use classifier {}: {e}", path.display()))?;
+            let name = path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            classifiers.insert(name, classifier);
+        }
         let limits = BatchLimits {
             max_batch: o.max_batch,
             max_wait: o.max_wait,
@@ -103,6 +117,7 @@ impl AppState {
             texts,
             search,
             dtype: o.load.precision,
+            classifiers,
         });
         Ok(())
     }

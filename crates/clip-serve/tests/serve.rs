@@ -193,8 +193,18 @@ const PHOTOS: &[&str] = &[
 
 #[test]
 fn embeddings_classify_and_rank_equal_the_library() {
-    let service = Service::start(|_| {});
     let clip = library();
+    // A saved classifier (as `clip classify --save-classifier` writes it), served by its file stem.
+    let saved = std::env::temp_dir().join(format!(
+        "clip-serve-pets-{}.safetensors",
+        std::process::id()
+    ));
+    let mut classifier =
+        clip::zeroshot::Classifier::from_prompts(&clip, &["a rocket", "noise", "a cat"]).unwrap();
+    classifier.bind_to(&clip).unwrap();
+    classifier.save(&saved).unwrap();
+    let stem = saved.file_stem().unwrap().to_string_lossy().into_owned();
+    let service = Service::start(|o| o.classifiers = vec![saved.clone()]);
     let texts = ["a photo of a rocket", "noise", "a diagram"];
     let (status, body) = service.post("/v1/embeddings", &json!({"model": "m", "input": texts}));
     assert_eq!(status, 200, "{body}");
@@ -274,6 +284,33 @@ fn embeddings_classify_and_rank_equal_the_library() {
         })
         .collect();
     assert_close(&got, &probabilities, "classify");
+    let (status, body) = service.post("/v1/classify", &json!({"images": uris, "classifier": stem}));
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<Vec<f32>> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    assert_close(
+        &got,
+        &classifier.probabilities(&want).unwrap(),
+        "saved classifier",
+    );
+    assert_eq!(body["labels"], json!(classifier.class_names));
+    let (status, body) = service.post(
+        "/v1/classify",
+        &json!({"images": uris, "classifier": "nope"}),
+    );
+    assert_eq!(status, 404, "{body}");
+    let _ = std::fs::remove_file(&saved);
 
     let (status, body) = service.post(
         "/v1/rank",

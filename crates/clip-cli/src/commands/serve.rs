@@ -15,6 +15,10 @@ pub struct ServeArgs {
     /// A photo index (`clip index`) to search; it must have been built with the same model
     #[arg(long, value_name = "F")]
     pub db: Option<PathBuf>,
+    /// A saved classifier (`clip classify --save-classifier`, `clip probe`) that /v1/classify can name by its file
+    /// stem; repeatable
+    #[arg(long, value_name = "F")]
+    pub classifier: Vec<PathBuf>,
     /// Address to listen on (loopback by default; set --api-key before opening it wider)
     #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
     pub host: String,
@@ -58,6 +62,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<Outcome> {
             text_only: false,
         },
         db: args.db,
+        classifiers: args.classifier,
         host: args.host,
         port: args.port,
         max_batch: args.max_batch as usize,

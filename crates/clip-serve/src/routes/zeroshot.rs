@@ -16,8 +16,10 @@ use crate::state::AppState;
 pub struct ClassifyRequest {
     /// Images as data URIs or base64.
     images: Vec<String>,
-    /// The labels, used as the prompts themselves (as `clip classify --labels`).
-    labels: Vec<String>,
+    /// The labels, used as the prompts themselves (as `clip classify --labels`)...
+    labels: Option<Vec<String>>,
+    /// ... or the name of a classifier the service was started with (`--classifier F`: its file stem).
+    classifier: Option<String>,
 }
 
 pub async fn classify(
@@ -25,20 +27,45 @@ pub async fn classify(
     JsonBody(request): JsonBody<ClassifyRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     check_count(&state, request.images.len(), "images")?;
-    check_count(&state, request.labels.len(), "labels")?;
     let images = decode_all(&request.images, "image")?;
-    let (labels, _) = embed_texts(&state, &request.labels).await?;
-    let features = embed_images(&state, images).await?;
-    let loaded = state.loaded()?;
-    let probabilities = loaded.clip.probabilities(&features, &labels)?;
+    let (labels, probabilities) = match (&request.labels, &request.classifier) {
+        (Some(labels), None) => {
+            check_count(&state, labels.len(), "labels")?;
+            let (label_features, _) = embed_texts(&state, labels).await?;
+            let features = embed_images(&state, images).await?;
+            let loaded = state.loaded()?;
+            (
+                labels.clone(),
+                loaded.clip.probabilities(&features, &label_features)?,
+            )
+        }
+        (None, Some(name)) => {
+            let features = embed_images(&state, images).await?;
+            let loaded = state.loaded()?;
+            let classifier = loaded.classifiers.get(name).ok_or_else(|| {
+                let mut known: Vec<&String> = loaded.classifiers.keys().collect();
+                known.sort();
+                ApiError::NotFound(format!(
+                    "no classifier named {name:?} (loaded: {known:?}; start with --classifier F)"
+                ))
+            })?;
+            (
+                classifier.class_names.clone(),
+                classifier.probabilities(&features)?,
+            )
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of labels and classifier".into(),
+            ))
+        }
+    };
     let data: Vec<serde_json::Value> = probabilities
         .into_iter()
         .enumerate()
         .map(|(index, p)| serde_json::json!({"index": index, "probabilities": p}))
         .collect();
-    Ok(Json(
-        serde_json::json!({"labels": request.labels, "data": data}),
-    ))
+    Ok(Json(serde_json::json!({"labels": labels, "data": data})))
 }
 
 #[derive(Deserialize)]
