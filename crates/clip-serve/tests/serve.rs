@@ -171,6 +171,23 @@ fn rows(response: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The `probabilities` rows of a `/v1/classify` answer.
+fn probability_rows(body: &Value) -> Vec<Vec<f32>> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
 fn assert_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
@@ -270,35 +287,11 @@ fn embeddings_classify_and_rank_equal_the_library() {
     assert_eq!(status, 200, "{body}");
     let text_features = clip.encode_texts(&labels, false).unwrap();
     let probabilities = clip.probabilities(&want, &text_features).unwrap();
-    let got: Vec<Vec<f32>> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            d["probabilities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect();
+    let got = probability_rows(&body);
     assert_close(&got, &probabilities, "classify");
     let (status, body) = service.post("/v1/classify", &json!({"images": uris, "classifier": stem}));
     assert_eq!(status, 200, "{body}");
-    let got: Vec<Vec<f32>> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            d["probabilities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect();
+    let got = probability_rows(&body);
     assert_close(
         &got,
         &classifier.probabilities(&want).unwrap(),
