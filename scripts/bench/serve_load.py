@@ -665,7 +665,8 @@ def measure(server, args, bodies, levels, probe_items, overload):
             storm["health_after"] = status
             after = asyncio.run(closed_loop(url, bodies[mode], min(8, max(levels)), 5.0, args.requests,
                                             args.timeout, server.pid, record=False))
-            storm["after"] = {k: after[k] for k in ("per_second", "p50_ms", "p99_ms", "ok", "errors", "status_429")}
+            storm["after"] = {k: after[k] for k in ("concurrency", "per_second", "p50_ms", "p99_ms", "ok", "errors",
+                                                    "status_429")}
             log(f"[{server.name}] overload: {storm['statuses']}, errors {storm['error_kinds']}, RSS max "
                 f"{mib(storm['rss_max_bytes'])} MiB (growth {mib(storm['rss_growth_bytes'])} MiB), queue "
                 f"{storm['queue_metrics_max'] or 'not exposed'}, /health after {status}")
@@ -745,7 +746,7 @@ def print_report(report, out):
               f"{mib(storm['rss_last_bytes'])} MiB (growth {mib(storm['rss_growth_bytes'])} MiB); max in flight "
               f"{storm['max_in_flight']}; queue gauges max {storm['queue_metrics_max'] or 'not exposed'}")
             a = storm["after"]
-            p(f"  after: /health {storm['health_after']}; 8 clients for 5 s: {a['per_second']:.2f}/s, p99 "
+            p(f"  after: /health {storm['health_after']}; {a['concurrency']} clients for 5 s: {a['per_second']:.2f}/s, p99 "
               f"{fmt(a['p99_ms'])} ms, errors {a['errors']}, 429s {a['status_429']}")
     for s in report["servers"]:
         bad = [c for c in s["api_checks"] if not c["ok"]]

@@ -18,6 +18,50 @@ struct Job<I, O> {
     reply: oneshot::Sender<Result<O, String>>,
 }
 
+/// Places taken in a queue by [`Batcher::reserve`].
+pub struct Reservation<'a, I, O> {
+    batcher: &'a Batcher<I, O>,
+    places: usize,
+}
+
+impl<I, O> Reservation<'_, I, O> {
+    /// Queues `inputs` in the places taken (at most that many).
+    pub fn submit(
+        mut self,
+        inputs: Vec<I>,
+    ) -> Result<Vec<oneshot::Receiver<Result<O, String>>>, usize> {
+        let batcher = self.batcher;
+        let extra = inputs.len().saturating_sub(self.places);
+        if extra > 0 {
+            return Err(batcher.depth.load(Ordering::Relaxed));
+        }
+        // Places not used are given back now; the rest belong to the queued jobs (the worker gives them back).
+        let unused = self.places - inputs.len();
+        batcher.depth.fetch_sub(unused, Ordering::Relaxed);
+        self.places = 0;
+        let n = inputs.len();
+        let mut receivers = Vec::with_capacity(n);
+        for (i, input) in inputs.into_iter().enumerate() {
+            let (reply, receiver) = oneshot::channel();
+            match batcher.sender.try_send(Job { input, reply }) {
+                Ok(()) => receivers.push(receiver),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    // Those not sent were never queued; those sent are computed and dropped.
+                    batcher.depth.fetch_sub(n - i, Ordering::Relaxed);
+                    return Err(batcher.depth.load(Ordering::Relaxed));
+                }
+            }
+        }
+        Ok(receivers)
+    }
+}
+
+impl<I, O> Drop for Reservation<'_, I, O> {
+    fn drop(&mut self) {
+        self.batcher.depth.fetch_sub(self.places, Ordering::Relaxed);
+    }
+}
+
 /// The queue of one kind of input (images or texts) and its worker thread.
 pub struct Batcher<I, O> {
     sender: SyncSender<Job<I, O>>,
@@ -83,31 +127,29 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
     }
 
+    /// Takes `n` places in the queue before the inputs exist (images are decoded after this), so that a full
+    /// queue refuses a request before any work is done for it; `Err(waiting)` when there is no room. The places
+    /// return when the reservation is dropped unused.
+    pub fn reserve(&self, n: usize) -> Result<Reservation<'_, I, O>, usize> {
+        let waiting = self.depth.fetch_add(n, Ordering::Relaxed);
+        if waiting + n > self.capacity {
+            self.depth.fetch_sub(n, Ordering::Relaxed);
+            return Err(waiting);
+        }
+        Ok(Reservation {
+            batcher: self,
+            places: n,
+        })
+    }
+
     /// Queues `inputs` (all or none, as far as the bound allows), returning where each result will arrive;
     /// `Err(waiting)` when the queue has no room for them.
     pub fn submit(
         &self,
         inputs: Vec<I>,
     ) -> Result<Vec<oneshot::Receiver<Result<O, String>>>, usize> {
-        let n = inputs.len();
-        let waiting = self.depth.fetch_add(n, Ordering::Relaxed);
-        if waiting + n > self.capacity {
-            self.depth.fetch_sub(n, Ordering::Relaxed);
-            return Err(waiting);
-        }
-        let mut receivers = Vec::with_capacity(n);
-        for (i, input) in inputs.into_iter().enumerate() {
-            let (reply, receiver) = oneshot::channel();
-            match self.sender.try_send(Job { input, reply }) {
-                Ok(()) => receivers.push(receiver),
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    // Those not sent were never queued; those sent are computed and dropped.
-                    self.depth.fetch_sub(n - i, Ordering::Relaxed);
-                    return Err(waiting);
-                }
-            }
-        }
-        Ok(receivers)
+        let reservation = self.reserve(inputs.len())?;
+        reservation.submit(inputs)
     }
 
     /// Items waiting for the worker.

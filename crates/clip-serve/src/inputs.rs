@@ -78,7 +78,7 @@ pub fn check_count(state: &AppState, n: usize, what: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Decodes and preprocesses images (on the blocking pool, all at once), then encodes them through the image
+/// Decodes and preprocesses images (on the blocking pool, one per core at a time), then encodes them through the image
 /// queue. Raw features, in input order. `names` name the images in errors.
 pub async fn embed_images(
     state: &Arc<AppState>,
@@ -86,12 +86,24 @@ pub async fn embed_images(
 ) -> ApiResult<Vec<Vec<f32>>> {
     let started = Instant::now();
     let loaded = state.loaded()?;
+    // Admission before any decoding: a full queue refuses at once, and the memory held by requests being decoded
+    // stays within the queue's bound.
+    let reservation = loaded
+        .images
+        .reserve(images.len())
+        .map_err(ApiError::Busy)?;
     let mut tasks = Vec::with_capacity(images.len());
     for (name, bytes) in images {
         let clip = Arc::clone(&loaded.clip);
         let metrics = Arc::clone(&state.metrics);
+        // As many decodes at once as there are cores: more would only slice the cores the model needs.
+        let permit = Arc::clone(&state.decode_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal("decoding stopped".into()))?;
         tasks.push(tokio::task::spawn_blocking(
             move || -> clip::Result<Vec<f32>> {
+                let _permit = permit;
                 let start = Instant::now();
                 // Pillow's decompression-bomb limit is checked from the header, before any pixel is decoded.
                 let image = clip::preprocess::decode_named(&bytes, std::path::Path::new(&name))?;
@@ -110,7 +122,7 @@ pub async fn embed_images(
             .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))?;
         pixels.push(result?);
     }
-    let receivers = loaded.images.submit(pixels).map_err(ApiError::Busy)?;
+    let receivers = reservation.submit(pixels).map_err(ApiError::Busy)?;
     state.collect(receivers, started).await
 }
 

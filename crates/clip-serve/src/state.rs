@@ -26,6 +26,8 @@ pub struct Loaded {
 pub struct AppState {
     pub options: ServeOptions,
     pub metrics: Arc<Metrics>,
+    /// Images decoded at once, at most (one per core).
+    pub decode_slots: Arc<tokio::sync::Semaphore>,
     loaded: OnceLock<Loaded>,
     load_error: OnceLock<String>,
     thumbnails: Mutex<ThumbnailCache>,
@@ -43,6 +45,7 @@ impl AppState {
         Arc::new(Self {
             options,
             metrics: Arc::new(Metrics::default()),
+            decode_slots: Arc::new(tokio::sync::Semaphore::new(clip::threads::count().max(1))),
             loaded: OnceLock::new(),
             load_error: OnceLock::new(),
             thumbnails: Mutex::new(ThumbnailCache::default()),
