@@ -165,19 +165,23 @@ impl VectorMatrix {
     /// Exact top-`k` by dot product over all rows, or only over `rows` when given: (id, score), best first.
     pub fn search(&self, query: &[f32], k: usize, rows: Option<&[usize]>) -> Vec<(i64, f32)> {
         const CHUNK: usize = 8192;
-        let all: Vec<usize>;
-        let rows = match rows {
-            Some(rows) => rows,
+        let score = |r: usize| (r, dot(query, self.row(r)));
+        // Each chunk keeps its own best k; the union holds the global best k.
+        let partial = match rows {
+            Some(rows) => {
+                let chunks: Vec<&[usize]> = rows.chunks(CHUNK).collect();
+                clip::threads::parallel_map(&chunks, |chunk| {
+                    top_k(chunk.iter().map(|&r| score(r)), k)
+                })
+            }
+            // All rows: ranges, not a list of every row index (8 MB per query at a million rows).
             None => {
-                all = (0..self.count).collect();
-                &all
+                let starts: Vec<usize> = (0..self.count).step_by(CHUNK).collect();
+                clip::threads::parallel_map(&starts, |&start| {
+                    top_k((start..(start + CHUNK).min(self.count)).map(score), k)
+                })
             }
         };
-        let chunks: Vec<&[usize]> = rows.chunks(CHUNK).collect();
-        // Each chunk keeps its own best k; the union holds the global best k.
-        let partial = clip::threads::parallel_map(&chunks, |chunk| {
-            top_k(chunk.iter().map(|&r| (r, dot(query, self.row(r)))), k)
-        });
         let ids = self.ids();
         top_k(partial.into_iter().flatten(), k)
             .into_iter()
