@@ -12,7 +12,7 @@
 //! Modules are layered; a module uses only modules of its own layer's earlier entries or of lower layers, never
 //! a later one (`tests/layers.rs` checks every `use` against this list and rejects any cycle):
 //!
-//! 0. `error`, `limits`, `threads`, `priority`, `json`, `npy` — leaves
+//! 0. `error`, `limits`, `threads`, `priority`, `json`, `npy`, `shards` — leaves
 //! 1. `kernels` — packed-weight GEMMs, attention, norms, activations; `Precision`
 //! 2. `weights` — tensor stores: safetensors, PyTorch zip archives, the restricted unpickler
 //! 3. `model` — one config type, nn layers, the ViT / ModifiedResNet / text towers, `ClipModel`
@@ -30,6 +30,7 @@ mod error;
 mod json;
 pub mod limits;
 pub mod npy;
+pub mod shards;
 mod priority;
 pub mod threads;
 // Layer 1

@@ -1,5 +1,6 @@
-//! NumPy `.npy` (format version 1.0) reading and writing for little-endian float32 arrays, the format
-//! `numpy.save` writes and `numpy.load` reads; enough for embeddings and pixel tensors.
+//! NumPy `.npy` (format version 1.0) reading and writing for little-endian float32 arrays (and float16, the
+//! form clip-retrieval stores embeddings in), the format `numpy.save` writes and `numpy.load` reads; enough for
+//! embeddings and pixel tensors.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +9,9 @@ use crate::error::{ClipError, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// The header of a C-ordered little-endian float32 array of `shape` (magic, version 1.0, padded dict).
-fn header(shape: &[usize]) -> Result<Vec<u8>> {
+/// The header of a C-ordered little-endian array of `descr` (`<f4`, `<f2`) and `shape` (magic, version 1.0,
+/// padded dict).
+fn header(descr: &str, shape: &[usize]) -> Result<Vec<u8>> {
     let dims = match shape {
         [one] => format!("({one},)"),
         _ => format!(
@@ -21,7 +23,7 @@ fn header(shape: &[usize]) -> Result<Vec<u8>> {
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     // Magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64 (numpy's alignment).
     let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -53,10 +55,28 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
             data.len()
         )));
     }
-    let mut out = header(shape)?;
+    let mut out = header("<f4", shape)?;
     out.reserve(data.len() * 4);
     for value in data {
         out.extend_from_slice(&value.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// Serialises a C-ordered array as float16 (`<f2`), each value rounded to nearest even as numpy's
+/// `astype(np.float16)` does.
+pub fn to_bytes_f16(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
+    let expected = element_count(shape)?;
+    if expected != data.len() {
+        return Err(ClipError::InvalidInput(format!(
+            "npy: shape {shape:?} needs {expected} values, got {}",
+            data.len()
+        )));
+    }
+    let mut out = header("<f2", shape)?;
+    out.reserve(data.len() * 2);
+    for value in data {
+        out.extend_from_slice(&half::f16::from_f32(*value).to_le_bytes());
     }
     Ok(out)
 }
@@ -75,7 +95,7 @@ impl NpyWriter {
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
         let expected = element_count(shape)?;
         let mut out = clip_io::OutputFile::create(path)?;
-        let bytes = header(shape)?;
+        let bytes = header("<f4", shape)?;
         out.write_all(&bytes)
             .map_err(|source| write_error(path, source))?;
         Ok(NpyWriter {
@@ -165,6 +185,8 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), S
     let descr = field("'descr'")?;
     let width = if descr.starts_with("<f4") {
         4
+    } else if descr.starts_with("<f2") {
+        2
     } else if descr.starts_with("<f8") {
         8
     } else {
@@ -203,6 +225,11 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), S
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
+    } else if width == 2 {
+        payload
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect()
     } else {
         payload
             .chunks_exact(8)
@@ -224,6 +251,20 @@ mod tests {
         let (shape, values) = from_bytes(&bytes).unwrap();
         assert_eq!(shape, vec![2, 3]);
         assert_eq!(values, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+    }
+
+    #[test]
+    fn float16_rounds_to_nearest_even_and_reads_back() {
+        // 1 + 2^-11 lies halfway between two float16 values: it rounds to the even one, 1.0.
+        let values = [1.0 + 2f32.powi(-11), -0.333_333, 65504.0, 1e-8];
+        let bytes = to_bytes_f16(&[2, 2], &values).unwrap();
+        assert!(std::str::from_utf8(&bytes[10..64]).unwrap().contains("'<f2'"));
+        let (shape, back) = from_bytes(&bytes).unwrap();
+        assert_eq!(shape, vec![2, 2]);
+        assert_eq!(back[0], 1.0);
+        assert_eq!(back[1], -0.333_251_95);
+        assert_eq!(back[2], 65504.0);
+        assert_eq!(back[3], 0.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod dups;
 mod embed;
 mod eval;
 mod index;
+mod inference;
 mod merge;
 mod models;
 mod preprocess;
@@ -36,6 +37,7 @@ use dups::DupsArgs;
 use embed::EmbedArgs;
 use eval::EvalArgs;
 use index::IndexArgs;
+use inference::InferenceArgs;
 use merge::MergeArgs;
 use models::ModelsArgs;
 use preprocess::PreprocessArgs;
@@ -159,6 +161,19 @@ pub enum Command {
                       -d '{\"input\": [\"a dog\", \"a cat\"]}'"
     )]
     Serve(ServeArgs),
+    /// Bulk embedding as clip-retrieval's `inference`: WebDataset shards (or a folder, a CSV) to img_emb/*.npy,
+    /// text_emb/*.npy and metadata/*.parquet; restartable, splittable across machines with --shard
+    #[command(
+        after_help = "Examples:\n  clip inference --input 'shards/{00000..00099}.tar' --output-dir embeddings --text\n  \
+                      clip inference --input 'shards/*.tar' --output-dir out --shard 3/8 --dtype int8   # 4th of 8 jobs\n  \
+                      clip inference --input ~/Pictures --output-dir out --json\n\n\
+                      Each input shard becomes one partition (img_emb_{i}.npy, ..., i its position in the list); \
+                      a partition is committed by done/{i}.json, so a re-run skips finished ones and a killed run \
+                      loses only the partition in flight. Rows are L2-normalised; samples whose image cannot be \
+                      decoded are left out of every file and counted. The output feeds autofaiss and clip-retrieval's \
+                      `clip back` unchanged."
+    )]
+    Inference(InferenceArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -179,6 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Search(args) => search::run(&cli.global, args),
         Command::Dups(args) => dups::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Inference(args) => inference::run(&cli.global, args),
     }
 }
 

@@ -2,7 +2,6 @@
 //! WebDataset tar shards (`{key}.jpg` + `{key}.txt`). Only the index is read up front (paths, captions, where
 //! each image lies in its shard); images are read when a batch needs them.
 
-pub(crate) mod braces;
 pub(crate) mod csv;
 pub(crate) mod webdataset;
 

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::braces::expand;
+use crate::shards::expand;
 use super::{DataSet, ImageRef, Sample};
 use crate::error::{ClipError, Result};
 

@@ -7,7 +7,7 @@ use crate::error::{ClipError, Result};
 const MAX_EXPANSION: usize = 1_000_000;
 
 /// Every name `pattern` stands for, in order.
-pub(crate) fn expand(pattern: &str) -> Result<Vec<String>> {
+pub fn expand(pattern: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for part in pattern.split("::").filter(|p| !p.is_empty()) {
         expand_into(part, &mut out)?;
