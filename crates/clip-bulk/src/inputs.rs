@@ -68,7 +68,9 @@ impl Default for PlanOptions {
 /// alternatives `{a,b}`, `::`-joined lists and globs; several patterns are concatenated in order).
 pub fn plan(inputs: &[String], options: &PlanOptions) -> Result<Plan> {
     if options.samples_per_part == 0 {
-        return Err(BulkError::Input("samples per partition must be at least 1".into()));
+        return Err(BulkError::Input(
+            "samples per partition must be at least 1".into(),
+        ));
     }
     let parts = match inputs {
         [] => return Err(BulkError::Input("no input given".into())),
@@ -84,7 +86,10 @@ pub fn plan(inputs: &[String], options: &PlanOptions) -> Result<Plan> {
             .collect(),
     };
     if parts.is_empty() {
-        return Err(BulkError::Input(format!("{}: no images found", inputs.join(" "))));
+        return Err(BulkError::Input(format!(
+            "{}: no images found",
+            inputs.join(" ")
+        )));
     }
     let width = parts.len().ilog10() as usize + 1;
     Ok(Plan { parts, width })
@@ -115,7 +120,10 @@ fn shard_paths(patterns: &[String]) -> Result<Vec<PathBuf>> {
             if name.contains(['*', '?', '[']) {
                 let matches = glob::glob(&name)
                     .map_err(|e| BulkError::Input(format!("glob {name:?}: {e}")))?;
-                let mut found: Vec<PathBuf> = matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect();
+                let mut found: Vec<PathBuf> = matches
+                    .filter_map(|m| m.ok())
+                    .filter(|p| p.is_file())
+                    .collect();
                 if found.is_empty() {
                     return Err(BulkError::Input(format!("{name}: no file matches")));
                 }
@@ -124,7 +132,11 @@ fn shard_paths(patterns: &[String]) -> Result<Vec<PathBuf>> {
             } else {
                 let path = PathBuf::from(&name);
                 if !path.is_file() {
-                    let why = if path.exists() { "not a file" } else { "no such file" };
+                    let why = if path.exists() {
+                        "not a file"
+                    } else {
+                        "no such file"
+                    };
                     return Err(BulkError::Input(format!("{name}: {why}")));
                 }
                 paths.push(path);
@@ -143,9 +155,12 @@ fn folder_samples(dir: &Path) -> Result<Vec<Sample>> {
         let entries = std::fs::read_dir(&folder)
             .map_err(|e| BulkError::Input(format!("{}: cannot list: {e}", folder.display())))?;
         for entry in entries {
-            let entry = entry.map_err(|e| BulkError::Input(format!("{}: cannot list: {e}", folder.display())))?;
+            let entry = entry
+                .map_err(|e| BulkError::Input(format!("{}: cannot list: {e}", folder.display())))?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(|e| BulkError::Input(format!("{}: {e}", path.display())))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| BulkError::Input(format!("{}: {e}", path.display())))?;
             if kind.is_dir() {
                 stack.push(path);
             } else if has_image_extension(&path) {
@@ -193,7 +208,11 @@ const CAPTION_COLUMNS: [&str; 3] = ["caption", "text", "title"];
 fn csv_samples(file: &Path, options: &PlanOptions) -> Result<Vec<Sample>> {
     let name = file.display().to_string();
     let bad = |reason: String| BulkError::Input(format!("{name}: {reason}"));
-    let separator = if name.to_ascii_lowercase().ends_with(".tsv") { b'\t' } else { b',' };
+    let separator = if name.to_ascii_lowercase().ends_with(".tsv") {
+        b'\t'
+    } else {
+        b','
+    };
     let (reader, _) = clip::io::open_input(file, clip::io::Input::Data)?;
     let mut rows = csv::ReaderBuilder::new()
         .delimiter(separator)
@@ -205,20 +224,28 @@ fn csv_samples(file: &Path, options: &PlanOptions) -> Result<Vec<Sample>> {
     let find = |wanted: &Option<String>, defaults: &[&str]| -> Option<usize> {
         match wanted {
             Some(column) => headers.iter().position(|h| h == column),
-            None => defaults.iter().find_map(|d| headers.iter().position(|h| h == *d)),
+            None => defaults
+                .iter()
+                .find_map(|d| headers.iter().position(|h| h == *d)),
         }
     };
     let columns: Vec<String> = headers.iter().map(|h| format!("{h:?}")).collect();
     let image_col = find(&options.csv_image_column, &IMAGE_COLUMNS).ok_or_else(|| {
         bad(format!(
             "no image column {} (its columns: {})",
-            options.csv_image_column.as_deref().map_or_else(|| IMAGE_COLUMNS.join("/"), str::to_string),
+            options
+                .csv_image_column
+                .as_deref()
+                .map_or_else(|| IMAGE_COLUMNS.join("/"), str::to_string),
             columns.join(", ")
         ))
     })?;
     let caption_col = find(&options.csv_caption_column, &CAPTION_COLUMNS);
     if let (Some(wanted), None) = (&options.csv_caption_column, caption_col) {
-        return Err(bad(format!("no caption column {wanted:?} (its columns: {})", columns.join(", "))));
+        return Err(bad(format!(
+            "no caption column {wanted:?} (its columns: {})",
+            columns.join(", ")
+        )));
     }
     let base = file.parent().unwrap_or(Path::new(""));
     let mut samples = Vec::new();

@@ -70,15 +70,18 @@ impl Layout {
     }
 
     pub fn image_embeddings(&self, index: usize) -> PathBuf {
-        self.root.join(format!("img_emb/img_emb_{}.npy", self.number(index)))
+        self.root
+            .join(format!("img_emb/img_emb_{}.npy", self.number(index)))
     }
 
     pub fn text_embeddings(&self, index: usize) -> PathBuf {
-        self.root.join(format!("text_emb/text_emb_{}.npy", self.number(index)))
+        self.root
+            .join(format!("text_emb/text_emb_{}.npy", self.number(index)))
     }
 
     pub fn metadata(&self, index: usize) -> PathBuf {
-        self.root.join(format!("metadata/metadata_{}.parquet", self.number(index)))
+        self.root
+            .join(format!("metadata/metadata_{}.parquet", self.number(index)))
     }
 
     pub fn marker(&self, index: usize) -> PathBuf {
@@ -94,7 +97,11 @@ impl Layout {
 
     /// Refuses to mix partitions of other settings (another dtype, dimension, text or float16 choice) into
     /// the folder: their rows would not be comparable.
-    pub fn check_compatible(&self, indices: impl Iterator<Item = usize>, planned: &Marker) -> Result<()> {
+    pub fn check_compatible(
+        &self,
+        indices: impl Iterator<Item = usize>,
+        planned: &Marker,
+    ) -> Result<()> {
         for index in indices {
             if let Some(existing) = self.committed(index) {
                 if let Some(theirs) = existing.settings_conflict(planned) {

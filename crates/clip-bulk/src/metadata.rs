@@ -74,7 +74,10 @@ impl Column {
 /// Values and definition levels (1 = present) of an optional column.
 fn levels<T: Clone, U>(values: &[Option<T>], convert: impl Fn(T) -> U) -> (Vec<U>, Vec<i16>) {
     let defined = values.iter().map(|v| i16::from(v.is_some())).collect();
-    (values.iter().flatten().cloned().map(convert).collect(), defined)
+    (
+        values.iter().flatten().cloned().map(convert).collect(),
+        defined,
+    )
 }
 
 /// The parquet file's bytes for `rows`.
@@ -100,7 +103,9 @@ pub fn write_parquet(rows: &[MetadataRow]) -> parquet::errors::Result<Vec<u8>> {
     }
     for field in fields {
         names.push(field.to_string());
-        columns.push(Column::infer(rows.iter().map(|r| r.fields.get(field)).collect()));
+        columns.push(Column::infer(
+            rows.iter().map(|r| r.fields.get(field)).collect(),
+        ));
     }
     let schema = Type::group_type_builder("schema")
         .with_fields(
@@ -124,19 +129,29 @@ pub fn write_parquet(rows: &[MetadataRow]) -> parquet::errors::Result<Vec<u8>> {
         match column {
             Column::Bool(values) => {
                 let (values, defined) = levels(values, |v| v);
-                column_writer.typed::<BoolType>().write_batch(&values, Some(&defined), None)?;
+                column_writer
+                    .typed::<BoolType>()
+                    .write_batch(&values, Some(&defined), None)?;
             }
             Column::Int(values) => {
                 let (values, defined) = levels(values, |v| v);
-                column_writer.typed::<Int64Type>().write_batch(&values, Some(&defined), None)?;
+                column_writer
+                    .typed::<Int64Type>()
+                    .write_batch(&values, Some(&defined), None)?;
             }
             Column::Double(values) => {
                 let (values, defined) = levels(values, |v| v);
-                column_writer.typed::<DoubleType>().write_batch(&values, Some(&defined), None)?;
+                column_writer
+                    .typed::<DoubleType>()
+                    .write_batch(&values, Some(&defined), None)?;
             }
             Column::Text(values) => {
                 let (values, defined) = levels(values, |v| ByteArray::from(v.into_bytes()));
-                column_writer.typed::<ByteArrayType>().write_batch(&values, Some(&defined), None)?;
+                column_writer.typed::<ByteArrayType>().write_batch(
+                    &values,
+                    Some(&defined),
+                    None,
+                )?;
             }
         }
         column_writer.close()?;
@@ -160,14 +175,32 @@ mod tests {
             fields: fields.as_object().cloned().unwrap_or_default(),
         };
         let rows = [
-            row("a", serde_json::json!({"width": 3, "key": "ignored", "url": "http://x/a", "ok": true, "score": 1})),
-            row("b", serde_json::json!({"width": 5, "score": 0.5, "exif": {"k": 1}})),
+            row(
+                "a",
+                serde_json::json!({"width": 3, "key": "ignored", "url": "http://x/a", "ok": true, "score": 1}),
+            ),
+            row(
+                "b",
+                serde_json::json!({"width": 5, "score": 0.5, "exif": {"k": 1}}),
+            ),
         ];
         let bytes = write_parquet(&rows).unwrap();
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
         let schema = reader.metadata().file_metadata().schema_descr();
         let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
-        assert_eq!(names, ["image_path", "key", "caption", "url", "ok", "score", "width", "exif"]);
+        assert_eq!(
+            names,
+            [
+                "image_path",
+                "key",
+                "caption",
+                "url",
+                "ok",
+                "score",
+                "width",
+                "exif"
+            ]
+        );
         let types: Vec<Physical> = schema.columns().iter().map(|c| c.physical_type()).collect();
         assert_eq!(types[4], Physical::BOOLEAN);
         assert_eq!(types[5], Physical::DOUBLE);

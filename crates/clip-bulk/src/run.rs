@@ -97,7 +97,12 @@ impl<F: FnMut(usize, usize, usize)> Progress for F {
 }
 
 /// Embeds the partitions of `plan` that belong to this slice and are not committed yet.
-pub fn run(clip: &Clip, plan: &Plan, options: &RunOptions, mut progress: impl Progress) -> Result<Summary> {
+pub fn run(
+    clip: &Clip,
+    plan: &Plan,
+    options: &RunOptions,
+    mut progress: impl Progress,
+) -> Result<Summary> {
     let started = Instant::now();
     let window = options.window.max(1);
     let parts: Vec<&Part> = plan
@@ -131,7 +136,14 @@ pub fn run(clip: &Clip, plan: &Plan, options: &RunOptions, mut progress: impl Pr
         }
         layout.remove_leftovers(part.index);
         let mut on_window = |samples: usize| progress.update(done, parts.len(), samples);
-        let embedded = embed_part(clip, part, window, options.text, summary.samples, &mut on_window)?;
+        let embedded = embed_part(
+            clip,
+            part,
+            window,
+            options.text,
+            summary.samples,
+            &mut on_window,
+        )?;
         summary.failed += embedded.failures.len();
         summary.damaged_members += embedded.damaged_members;
         for failure in &embedded.failures {
@@ -168,7 +180,11 @@ pub fn run(clip: &Clip, plan: &Plan, options: &RunOptions, mut progress: impl Pr
         progress.update(done + 1, parts.len(), summary.samples);
     }
     summary.seconds = started.elapsed().as_secs_f64();
-    summary.images_per_s = if summary.seconds > 0.0 { summary.samples as f64 / summary.seconds } else { 0.0 };
+    summary.images_per_s = if summary.seconds > 0.0 {
+        summary.samples as f64 / summary.seconds
+    } else {
+        0.0
+    };
     Ok(summary)
 }
 
@@ -217,13 +233,23 @@ fn embed_part(
     Ok(embedded)
 }
 
-fn embed_window(clip: &Clip, samples: Vec<Sample>, text: bool, label: &str, out: &mut Embedded) -> Result<()> {
+fn embed_window(
+    clip: &Clip,
+    samples: Vec<Sample>,
+    text: bool,
+    label: &str,
+    out: &mut Embedded,
+) -> Result<()> {
     let results = clip.encode_images_with(
         &samples,
         |sample| match &sample.image {
-            ImageSource::Bytes { name, bytes } => clip.preprocess_bytes(bytes, Path::new(name)).map(Some),
+            ImageSource::Bytes { name, bytes } => {
+                clip.preprocess_bytes(bytes, Path::new(name)).map(Some)
+            }
             ImageSource::File(path) => clip.preprocess_path(path).map(Some),
-            ImageSource::Missing => Err(clip::ClipError::InvalidInput("the sample has no image".into())),
+            ImageSource::Missing => Err(clip::ClipError::InvalidInput(
+                "the sample has no image".into(),
+            )),
         },
         |_| {},
     );
@@ -246,7 +272,8 @@ fn embed_window(clip: &Clip, samples: Vec<Sample>, text: bool, label: &str, out:
             match &sample.caption {
                 Some(caption) => captions.push(caption.clone()),
                 None => {
-                    out.failures.push(fail("no caption (.txt) for --text".into()));
+                    out.failures
+                        .push(fail("no caption (.txt) for --text".into()));
                     continue;
                 }
             }
@@ -269,7 +296,13 @@ fn embed_window(clip: &Clip, samples: Vec<Sample>, text: bool, label: &str, out:
     Ok(())
 }
 
-fn write_part(layout: &Layout, index: usize, part: &Embedded, marker: &Marker, float16: bool) -> Result<()> {
+fn write_part(
+    layout: &Layout,
+    index: usize,
+    part: &Embedded,
+    marker: &Marker,
+    float16: bool,
+) -> Result<()> {
     let count = part.rows.len();
     // An empty partition has no files but its marker (clip-retrieval writes nothing for an empty batch, and
     // embedding readers do not expect zero-row arrays).
@@ -277,7 +310,11 @@ fn write_part(layout: &Layout, index: usize, part: &Embedded, marker: &Marker, f
         let dim = marker.dim;
         let array = |rows: &[f32]| -> Result<Vec<u8>> {
             let shape = [count, dim];
-            Ok(if float16 { clip::npy::to_bytes_f16(&shape, rows)? } else { clip::npy::to_bytes(&shape, rows)? })
+            Ok(if float16 {
+                clip::npy::to_bytes_f16(&shape, rows)?
+            } else {
+                clip::npy::to_bytes(&shape, rows)?
+            })
         };
         clip::io::write_output(&layout.image_embeddings(index), &array(&part.image_rows)?)?;
         if marker.text {

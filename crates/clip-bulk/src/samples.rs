@@ -79,7 +79,10 @@ pub(crate) fn read_shard<E>(
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                report.damaged = Some(format!("{}: unreadable after this point: {e}", path.display()));
+                report.damaged = Some(format!(
+                    "{}: unreadable after this point: {e}",
+                    path.display()
+                ));
                 break;
             }
         };
@@ -101,9 +104,10 @@ pub(crate) fn read_shard<E>(
             }
         }
         if finished_keys.contains(&key) {
-            report
-                .damaged_members
-                .push(format!("{}:{member}: its key's sample came earlier in the shard", path.display()));
+            report.damaged_members.push(format!(
+                "{}:{member}: its key's sample came earlier in the shard",
+                path.display()
+            ));
             continue;
         }
         let sample = current.get_or_insert_with(|| Sample::new(key.clone()));
@@ -140,7 +144,9 @@ pub(crate) fn read_shard<E>(
             }
         } else if ext == "txt" {
             match read(MAX_TEXT_MEMBER) {
-                Ok(bytes) => sample.caption = Some(String::from_utf8_lossy(&bytes).trim().to_string()),
+                Ok(bytes) => {
+                    sample.caption = Some(String::from_utf8_lossy(&bytes).trim().to_string())
+                }
                 Err(reason) => report.damaged_members.push(damaged(reason)),
             }
         } else if ext == "json" {
@@ -177,7 +183,10 @@ mod tests {
 
     #[test]
     fn keys_split_at_the_first_dot_of_the_file_name() {
-        assert_eq!(split_member("a/b.c/000.jpg"), Some(("a/b.c/000".into(), "jpg")));
+        assert_eq!(
+            split_member("a/b.c/000.jpg"),
+            Some(("a/b.c/000".into(), "jpg"))
+        );
         assert_eq!(split_member("000.seg.png"), Some(("000".into(), "seg.png")));
         assert_eq!(split_member("README"), None);
     }

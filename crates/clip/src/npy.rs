@@ -258,7 +258,9 @@ mod tests {
         // 1 + 2^-11 lies halfway between two float16 values: it rounds to the even one, 1.0.
         let values = [1.0 + 2f32.powi(-11), -0.333_333, 65504.0, 1e-8];
         let bytes = to_bytes_f16(&[2, 2], &values).unwrap();
-        assert!(std::str::from_utf8(&bytes[10..64]).unwrap().contains("'<f2'"));
+        assert!(std::str::from_utf8(&bytes[10..64])
+            .unwrap()
+            .contains("'<f2'"));
         let (shape, back) = from_bytes(&bytes).unwrap();
         assert_eq!(shape, vec![2, 2]);
         assert_eq!(back[0], 1.0);

@@ -72,24 +72,41 @@ pub fn run(global: &GlobalArgs, args: InferenceArgs) -> anyhow::Result<Outcome> 
     let quiet = global.quiet || args.json;
     let bar = progress::items(0, "embedding", quiet);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {pos}/{len} partitions, {prefix} samples [{elapsed_precise}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{msg} {pos}/{len} partitions, {prefix} samples [{elapsed_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let summary = clip_bulk::run(&clip, &plan, &options, |done: usize, total: usize, samples: usize| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_prefix(samples.to_string());
-    })?;
+    let summary = clip_bulk::run(
+        &clip,
+        &plan,
+        &options,
+        |done: usize, total: usize, samples: usize| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_prefix(samples.to_string());
+        },
+    )?;
     bar.finish_and_clear();
     for failure in &summary.failures {
-        let key = failure.key.as_deref().map(|k| format!(" {k}")).unwrap_or_default();
+        let key = failure
+            .key
+            .as_deref()
+            .map(|k| format!(" {k}"))
+            .unwrap_or_default();
         eprintln!("warning: skipped {}{key}: {}", failure.input, failure.error);
     }
     if summary.failed > summary.failures.len() {
-        eprintln!("warning: {} more samples skipped", summary.failed - summary.failures.len());
+        eprintln!(
+            "warning: {} more samples skipped",
+            summary.failed - summary.failures.len()
+        );
     }
     for shard in &summary.damaged_shards {
-        eprintln!("warning: damaged shard {}: {} (the samples before the damage are kept)", shard.input, shard.error);
+        eprintln!(
+            "warning: damaged shard {}: {} (the samples before the damage are kept)",
+            shard.input, shard.error
+        );
     }
     for part in &summary.unwritten {
         eprintln!("error: not written: {}: {}", part.input, part.error);
@@ -110,5 +127,8 @@ pub fn run(global: &GlobalArgs, args: InferenceArgs) -> anyhow::Result<Outcome> 
     }
     // Skipped samples are reported but do not fail the run (a dataset always has some); an input that could
     // not be read at all does: its partition is missing until a re-run.
-    Ok(Outcome::from_failures(summary.unwritten.len(), summary.partitions))
+    Ok(Outcome::from_failures(
+        summary.unwritten.len(),
+        summary.partitions,
+    ))
 }

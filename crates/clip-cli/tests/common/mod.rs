@@ -219,3 +219,32 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
+
+/// A 24-bit BMP of `size x size` pixels whose content depends on `seed` (distinct files, no codec needed).
+pub fn bmp(seed: u32, size: u32) -> Vec<u8> {
+    let row = (size * 3).div_ceil(4) * 4;
+    let data = row * size;
+    let mut out = Vec::with_capacity(54 + data as usize);
+    out.extend_from_slice(b"BM");
+    out.extend_from_slice(&(54 + data).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&54u32.to_le_bytes());
+    out.extend_from_slice(&40u32.to_le_bytes());
+    out.extend_from_slice(&(size as i32).to_le_bytes());
+    out.extend_from_slice(&(size as i32).to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&24u16.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&data.to_le_bytes());
+    out.extend_from_slice(&[0; 16]);
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    for _ in 0..size {
+        for x in 0..row {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            out.push(if x < size * 3 { (state >> 24) as u8 } else { 0 });
+        }
+    }
+    out
+}

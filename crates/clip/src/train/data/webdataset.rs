@@ -7,9 +7,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::shards::expand;
 use super::{DataSet, ImageRef, Sample};
 use crate::error::{ClipError, Result};
+use crate::shards::expand;
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 /// The longest caption read from a shard (a longer `.txt` is cut; the tokenizer truncates far sooner).
