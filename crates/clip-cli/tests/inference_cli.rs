@@ -9,32 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bmp, clip, root};
+use common::{bmp, clip, root, Scratch};
 use serde_json::Value;
 
 const MODEL: &str = "fixtures/models/hf_tiny_quickgelu";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("clip-cli-inference-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir.canonicalize().unwrap())
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Writes a tar shard of `(member name, bytes)` in order.
 fn shard(path: &Path, members: &[(String, Vec<u8>)]) {
@@ -177,7 +155,7 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn shards_match_the_python_reference_and_the_library_with_aligned_metadata() {
-    let scratch = Scratch::new("match");
+    let scratch = Scratch::new("inference-match");
     let reference: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("fixtures/cli/reference.json")).unwrap(),
     )
@@ -340,7 +318,7 @@ fn shards_match_the_python_reference_and_the_library_with_aligned_metadata() {
 
 #[test]
 fn damaged_members_and_shards_are_skipped_counted_and_reported() {
-    let scratch = Scratch::new("damaged");
+    let scratch = Scratch::new("inference-damaged");
     let good = |key: &str, seed: u32| sample(key, bmp(seed, 24), "bmp", key);
     let mut members = good("000", 1);
     // An image member that does not decode.
@@ -439,7 +417,7 @@ fn damaged_members_and_shards_are_skipped_counted_and_reported() {
 
 #[test]
 fn sharded_runs_together_equal_one_run_and_reruns_skip_finished_partitions() {
-    let scratch = Scratch::new("sharded");
+    let scratch = Scratch::new("inference-sharded");
     let shards = scratch.0.join("shards");
     std::fs::create_dir_all(&shards).unwrap();
     bmp_shards(&shards, 5, 6);
@@ -487,7 +465,7 @@ fn sharded_runs_together_equal_one_run_and_reruns_skip_finished_partitions() {
 
 #[test]
 fn a_run_killed_with_sigkill_resumes_to_the_clean_result() {
-    let scratch = Scratch::new("kill");
+    let scratch = Scratch::new("inference-kill");
     let shards = scratch.0.join("shards");
     std::fs::create_dir_all(&shards).unwrap();
     const SHARDS: u32 = 60;
@@ -555,7 +533,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_clean_result() {
 
 #[test]
 fn folders_and_csv_files_are_inputs_too() {
-    let scratch = Scratch::new("files");
+    let scratch = Scratch::new("inference-files");
     let photos = scratch.0.join("photos");
     std::fs::create_dir_all(photos.join("sub")).unwrap();
     let names = ["a.bmp", "b.bmp", "sub/c.bmp", "sub/d.bmp", "e.bmp"];
@@ -626,7 +604,7 @@ fn folders_and_csv_files_are_inputs_too() {
 
 #[test]
 fn misuse_is_a_one_line_error() {
-    let scratch = Scratch::new("misuse");
+    let scratch = Scratch::new("inference-misuse");
     let out = scratch.path("out");
     let cases: [(&[&str], i32, &str); 5] = [
         (

@@ -8,30 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bmp, clip, root};
+use common::{bmp, clip, root, Scratch};
 
 const MODEL: &str = "fixtures/models/hf_tiny_quickgelu";
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("clip-cli-search-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("photos")).unwrap();
-        Scratch(dir.canonicalize().unwrap())
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch folder with an empty `photos/` inside.
+fn photo_scratch(name: &str) -> Scratch {
+    let scratch = Scratch::new(&format!("search-{name}"));
+    std::fs::create_dir_all(scratch.0.join("photos")).unwrap();
+    scratch
 }
 
 fn copy_fixtures(to: &Path, names: &[&str]) {
@@ -72,7 +57,7 @@ fn contents(db: &Path) -> BTreeMap<PathBuf, (Vec<u8>, Vec<f32>)> {
 
 #[test]
 fn index_search_and_dups_print_their_documented_forms() {
-    let scratch = Scratch::new("forms");
+    let scratch = photo_scratch("forms");
     let photos = scratch.0.join("photos");
     copy_fixtures(
         &photos,
@@ -188,7 +173,7 @@ fn index_search_and_dups_print_their_documented_forms() {
 
 #[test]
 fn a_run_killed_with_sigkill_leaves_a_valid_index_and_resuming_equals_a_clean_run() {
-    let scratch = Scratch::new("kill");
+    let scratch = photo_scratch("kill");
     let photos = scratch.0.join("photos");
     const FILES: u32 = 1200;
     for i in 0..FILES {
@@ -288,7 +273,7 @@ fn a_run_killed_with_sigkill_leaves_a_valid_index_and_resuming_equals_a_clean_ru
 #[test]
 fn a_second_writer_is_told_the_index_is_busy() {
     use std::os::unix::io::AsRawFd;
-    let scratch = Scratch::new("busy");
+    let scratch = photo_scratch("busy");
     let photos = scratch.0.join("photos");
     copy_fixtures(&photos, &["noise_rgb.png"]);
     let db = scratch.0.join("photos.db");
@@ -326,7 +311,7 @@ fn a_second_writer_is_told_the_index_is_busy() {
 
 #[test]
 fn misuse_gets_one_line_and_the_index_is_untouched() {
-    let scratch = Scratch::new("misuse");
+    let scratch = photo_scratch("misuse");
     let photos = scratch.0.join("photos");
     copy_fixtures(&photos, &["noise_rgb.png", "sk_rocket.jpg"]);
     let db = scratch.path("photos.db");

@@ -48,24 +48,25 @@ fn element_count(shape: &[usize]) -> Result<usize> {
 
 /// Serialises a C-ordered float32 array of the given shape.
 pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
-    let expected = element_count(shape)?;
-    if expected != data.len() {
-        return Err(ClipError::InvalidInput(format!(
-            "npy: shape {shape:?} needs {expected} values, got {}",
-            data.len()
-        )));
-    }
-    let mut out = header("<f4", shape)?;
-    out.reserve(data.len() * 4);
-    for value in data {
-        out.extend_from_slice(&value.to_le_bytes());
-    }
-    Ok(out)
+    serialise(shape, data, "<f4", |v, out| {
+        out.extend_from_slice(&v.to_le_bytes())
+    })
 }
 
 /// Serialises a C-ordered array as float16 (`<f2`), each value rounded to nearest even as numpy's
 /// `astype(np.float16)` does.
 pub fn to_bytes_f16(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
+    serialise(shape, data, "<f2", |v, out| {
+        out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())
+    })
+}
+
+fn serialise(
+    shape: &[usize],
+    data: &[f32],
+    descr: &str,
+    encode: impl Fn(f32, &mut Vec<u8>),
+) -> Result<Vec<u8>> {
     let expected = element_count(shape)?;
     if expected != data.len() {
         return Err(ClipError::InvalidInput(format!(
@@ -73,10 +74,9 @@ pub fn to_bytes_f16(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
             data.len()
         )));
     }
-    let mut out = header("<f2", shape)?;
-    out.reserve(data.len() * 2);
+    let mut out = header(descr, shape)?;
     for value in data {
-        out.extend_from_slice(&half::f16::from_f32(*value).to_le_bytes());
+        encode(*value, &mut out);
     }
     Ok(out)
 }
