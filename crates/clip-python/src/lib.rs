@@ -11,7 +11,6 @@
 
 mod arrays;
 mod errors;
-mod fork;
 mod items;
 mod model;
 mod texts;
@@ -63,7 +62,6 @@ fn load(
         threads,
         ..Default::default()
     };
-    fork::check()?;
     let spec = spec.to_owned();
     let loaded = py
         .detach(|| clip::Clip::load(&spec, &options))

@@ -71,7 +71,6 @@ impl Model {
         on_error: &str,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let on_error = OnError::parse(on_error)?;
-        crate::fork::check()?;
         let sources = image_sources(items)?;
         let views: Vec<(usize, ImageItem<'_>)> = sources
             .iter()
@@ -130,7 +129,6 @@ impl Model {
         truncate: bool,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let texts = extract_texts(texts)?;
-        crate::fork::check()?;
         let clip = &self.clip;
         let rows = py
             .detach(|| {

@@ -40,6 +40,9 @@ unsafe impl Send for Job {}
 struct Pool {
     slots: Vec<&'static Slot>,
     busy: Mutex<()>,
+    /// The process whose threads the workers are: `fork()` copies the pool but not its threads, so a forked
+    /// child (Python's multiprocessing) must not wait for them.
+    owner: u32,
 }
 
 fn pool() -> &'static Pool {
@@ -64,6 +67,7 @@ fn pool() -> &'static Pool {
         Pool {
             slots,
             busy: Mutex::new(()),
+            owner: std::process::id(),
         }
     })
 }
@@ -101,15 +105,21 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     let pool = pool();
-    let Ok(_guard) = pool.busy.try_lock() else {
-        // Another thread's work holds the pool: scoped threads, as before the pool existed.
+    let scoped = || {
         thread::scope(|scope| {
             for part in 1..parts {
                 scope.spawn(move || f(part));
             }
             f(0);
-        });
-        return;
+        })
+    };
+    if pool.owner != std::process::id() {
+        // A process forked from the pool's owner: its workers do not exist here.
+        return scoped();
+    }
+    let Ok(_guard) = pool.busy.try_lock() else {
+        // Another thread's work holds the pool: scoped threads, as before the pool existed.
+        return scoped();
     };
     let helpers = pool.slots.len().min(parts - 1);
     // SAFETY (lifetime erasure): `f` outlives every use, because this function does not return before each
@@ -251,5 +261,41 @@ mod tests {
             count.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_forked_child_computes_without_the_parents_workers() {
+        run_parts(4, &|_| {});
+        // SAFETY: the child only runs `run_parts` and leaves with `_exit`.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            let hits: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
+            run_parts(4, &|p| {
+                hits[p].fetch_add(1, Ordering::Relaxed);
+            });
+            let ok = hits.iter().all(|h| h.load(Ordering::Relaxed) == 1);
+            // SAFETY: ends the child without running the parent's atexit handlers or test harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let start = Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for the child forked above.
+            let done = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+            if done == child {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                // SAFETY: the child forked above.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                panic!("the forked child hung waiting for workers that stayed in the parent");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status}"
+        );
     }
 }
