@@ -182,7 +182,7 @@ fn folder_samples(dir: &Path) -> Result<Vec<Sample>> {
             .map(|c| c.trim().to_string());
         let meta = std::fs::read(path.with_extension("json"))
             .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            .and_then(|bytes| serde_json::from_slice::<crate::fields::Fields>(&bytes).ok());
         samples.push(Sample {
             key,
             image_path: path.display().to_string(),
@@ -258,7 +258,7 @@ fn csv_samples(file: &Path, options: &PlanOptions) -> Result<Vec<Sample>> {
         } else {
             base.join(&path)
         };
-        let mut meta = serde_json::Map::new();
+        let mut meta = crate::fields::Fields::default();
         for (i, value) in record.iter().enumerate() {
             if i != image_col && Some(i) != caption_col {
                 meta.insert(headers[i].to_string(), value.into());

@@ -5,6 +5,7 @@
 //! is committed by its marker in `done/`, written after its files.
 
 mod error;
+mod fields;
 mod inputs;
 mod layout;
 mod metadata;
@@ -12,6 +13,7 @@ mod run;
 mod samples;
 
 pub use error::{BulkError, Result};
+pub use fields::Fields;
 pub use inputs::{plan, Part, PartSource, Plan, PlanOptions};
 pub use layout::{Layout, Marker};
 pub use metadata::{write_parquet, MetadataRow};

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use crate::fields::Fields;
 
 /// Image extensions that make a member a sample's image (img2dataset writes `jpg`; others appear in the wild).
 pub(crate) const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tiff"];
@@ -29,7 +29,7 @@ pub struct Sample {
     pub image_path: String,
     pub image: ImageSource,
     pub caption: Option<String>,
-    pub meta: Option<Map<String, Value>>,
+    pub meta: Option<Fields>,
 }
 
 impl Sample {
@@ -151,7 +151,7 @@ pub(crate) fn read_shard<E>(
             }
         } else if ext == "json" {
             match read(MAX_TEXT_MEMBER).and_then(|bytes| {
-                serde_json::from_slice::<Map<String, Value>>(&bytes)
+                serde_json::from_slice::<Fields>(&bytes)
                     .map_err(|e| format!("not a JSON object: {e}"))
             }) {
                 Ok(meta) => sample.meta = Some(meta),

@@ -110,6 +110,18 @@ fn parquet_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// Column names of a parquet file, in order.
+fn parquet_columns(path: &Path) -> Vec<String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    schema
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect()
+}
+
 /// The largest |a - b| over `want`'s largest |value|.
 fn relative_difference(got: &[Vec<f32>], want: &[Vec<f32>]) -> f32 {
     assert_eq!(got.len(), want.len(), "row count");
@@ -287,6 +299,19 @@ fn shards_match_the_python_reference_and_the_library_with_aligned_metadata() {
     // Metadata rows follow the array rows: key, caption and the .json fields of each sample.
     let meta = parquet_rows(&out.join("metadata/metadata_0.parquet"));
     assert_eq!(meta.len(), 3);
+    // clip-retrieval's columns: image_path, caption, then the .json's fields in the file's order.
+    let json_order: Vec<String> = serde_json::from_slice::<clip_bulk::Fields>(&members[2].1)
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let mut columns = vec!["image_path".to_string(), "caption".to_string()];
+    columns.extend(json_order);
+    assert_eq!(
+        parquet_columns(&out.join("metadata/metadata_0.parquet")),
+        columns
+    );
     for (i, row) in meta.iter().enumerate() {
         let key = format!("{i:09}");
         assert_eq!(row["key"], key);
