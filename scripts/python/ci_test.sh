@@ -14,9 +14,10 @@ PYTHON="${PYTHON:-python3}"
 cd "$ROOT"
 
 echo "== building the extension and the clip binary (dev profile)"
-# Two commands: target filters such as --bin apply to every package named, and would skip the cdylib.
-cargo build -p clip-python
-cargo build -p clip-cli --bin clip
+# The whole workspace with every target: dependency features then unify exactly as in `cargo test --workspace`,
+# so after the tests this builds only the cdylib (`-p clip-python` alone would recompile half the dependencies
+# with other features: minutes on 2 cores).
+cargo build --workspace --all-targets
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LIB="$TARGET_DIR/debug/libclip_rs.so"
