@@ -95,15 +95,18 @@ impl Layout {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Refuses to mix partitions of other settings (another dtype, dimension, text or float16 choice) into
-    /// the folder: their rows would not be comparable.
-    pub fn check_compatible(
+    /// The partitions among `indices` already committed, each marker read once. Refuses to mix partitions of
+    /// other settings (another dtype, dimension, text or float16 choice) into the folder: their rows would not
+    /// be comparable.
+    pub fn committed_compatible(
         &self,
         indices: impl Iterator<Item = usize>,
         planned: &Marker,
-    ) -> Result<()> {
+    ) -> Result<std::collections::HashSet<usize>> {
+        let mut committed = std::collections::HashSet::new();
         for index in indices {
             if let Some(existing) = self.committed(index) {
+                committed.insert(index);
                 if let Some(theirs) = existing.settings_conflict(planned) {
                     return Err(BulkError::Conflict(format!(
                         "{} holds partitions written with {theirs}; this run has dtype {}, dim {}, text {}, \
@@ -117,7 +120,7 @@ impl Layout {
                 }
             }
         }
-        Ok(())
+        Ok(committed)
     }
 
     /// Removes the temporary files a killed writer of partition `index` left (hidden `.{name}.*.partial`).

@@ -122,14 +122,14 @@ pub fn run(
         text: options.text,
         float16: options.float16,
     };
-    layout.check_compatible(plan.parts.iter().map(|p| p.index), &settings)?;
+    let committed = layout.committed_compatible(plan.parts.iter().map(|p| p.index), &settings)?;
     let mut summary = Summary {
         output_dir: options.output_dir.display().to_string(),
         partitions: parts.len(),
         ..Summary::default()
     };
     for (done, part) in parts.iter().enumerate() {
-        if layout.committed(part.index).is_some() {
+        if committed.contains(&part.index) {
             summary.skipped += 1;
             progress.update(done + 1, parts.len(), summary.samples);
             continue;
