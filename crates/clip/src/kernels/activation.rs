@@ -1,8 +1,9 @@
 //! Element-wise activations of the towers in one vectorised pass over a buffer, split across the cores for
 //! large inputs (candle's QuickGELU is three ops, each reading and writing the whole activation), and the
-//! vectorisable `exp` that softmax and QuickGELU share.
+//! vectorisable `exp` that softmax and QuickGELU share. The SIMD levels run the portable loops compiled for
+//! AVX-512 or AVX2 (identical results); erf GELU stays portable at every level (its `erff` is an opaque call).
 
-use super::gemm::avx512_available;
+use super::dispatch::{self, Level};
 use super::pool::run_chunks_mut;
 
 /// Elements below which one thread does everything.
@@ -39,13 +40,18 @@ pub fn quick_gelu(values: &mut [f32]) {
     map_in_place(values, quick_gelu_part);
 }
 
-/// QuickGELU of one part, on the AVX-512 loop where the CPU has it.
+/// QuickGELU of one part, compiled for the process's level.
 fn quick_gelu_part(part: &mut [f32]) {
-    if avx512_available() {
-        // SAFETY: the CPU has AVX-512 F/BW.
-        unsafe { simd::quick_gelu(part) }
-    } else {
-        quick_gelu_generic(part)
+    quick_gelu_at(dispatch::level(), part)
+}
+
+fn quick_gelu_at(level: Level, part: &mut [f32]) {
+    match level {
+        // SAFETY: the level is never above the CPU's: it has AVX-512 F/BW/VL.
+        Level::Avx512 => unsafe { simd::quick_gelu(part) },
+        // SAFETY: as above, AVX2 and FMA.
+        Level::Avx2 => unsafe { simd::quick_gelu_avx2(part) },
+        Level::Portable => quick_gelu_generic(part),
     }
 }
 
@@ -139,17 +145,25 @@ unsafe fn smooth_grad_avx512(kind: Smooth, pre: &[f32], dy: &[f32], out: &mut [f
     smooth_grad(kind, pre, dy, out)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn smooth_grad_avx2(kind: Smooth, pre: &[f32], dy: &[f32], out: &mut [f32]) {
+    smooth_grad(kind, pre, dy, out)
+}
+
 /// `dy * act'(pre)` element-wise: the gradient through the activation, across the cores for large inputs.
 pub fn activation_backward(kind: Smooth, pre: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(pre.len(), dy.len(), "activation gradient size");
-    let use_simd = avx512_available();
+    let level = dispatch::level();
     let chunk = parallel_chunk(pre.len());
     let run = |pre: &[f32], dy: &[f32], out: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
-        if use_simd {
-            // SAFETY: the CPU has AVX-512 F.
-            unsafe { smooth_grad_avx512(kind, pre, dy, out) };
-            return;
+        match level {
+            // SAFETY: the level is never above the CPU's: it has AVX-512 F/VL, AVX2 and FMA.
+            Level::Avx512 => return unsafe { smooth_grad_avx512(kind, pre, dy, out) },
+            // SAFETY: as above, AVX2 and FMA.
+            Level::Avx2 => return unsafe { smooth_grad_avx2(kind, pre, dy, out) },
+            Level::Portable => {}
         }
         smooth_grad(kind, pre, dy, out);
     };
@@ -212,6 +226,15 @@ mod simd {
     pub(super) unsafe fn quick_gelu(values: &mut [f32]) {
         quick_gelu_generic(values)
     }
+
+    /// [`quick_gelu_generic`] compiled with AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quick_gelu_avx2(values: &mut [f32]) {
+        quick_gelu_generic(values)
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -221,6 +244,12 @@ mod simd {
     /// # Safety
     /// Always safe off x86_64 (no CPU features needed).
     pub(super) unsafe fn quick_gelu(values: &mut [f32]) {
+        quick_gelu_generic(values)
+    }
+
+    /// # Safety
+    /// Always safe off x86_64 (no CPU features needed).
+    pub(super) unsafe fn quick_gelu_avx2(values: &mut [f32]) {
         quick_gelu_generic(values)
     }
 }
@@ -253,6 +282,35 @@ mod tests {
         quick_gelu(&mut values);
         for (g, w) in values.iter().zip(&want) {
             assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn quick_gelu_and_its_gradient_are_bit_identical_on_every_level() {
+        let x: Vec<f32> = lcg(10_007, 6).iter().map(|v| v * 12.0).collect();
+        let dy = lcg(x.len(), 7);
+        let best = dispatch::Features::detect().level();
+        let mut want = x.clone();
+        quick_gelu_at(Level::Portable, &mut want);
+        let mut want_grad = vec![0f32; x.len()];
+        smooth_grad(Smooth::GeluTanh, &x, &dy, &mut want_grad);
+        for level in Level::ALL.into_iter().filter(|&l| l <= best) {
+            let mut got = x.clone();
+            quick_gelu_at(level, &mut got);
+            assert_eq!(got, want, "{level:?}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut grad = vec![0f32; x.len()];
+                // SAFETY: the level is at most the CPU's.
+                unsafe {
+                    match level {
+                        Level::Avx512 => smooth_grad_avx512(Smooth::GeluTanh, &x, &dy, &mut grad),
+                        Level::Avx2 => smooth_grad_avx2(Smooth::GeluTanh, &x, &dy, &mut grad),
+                        Level::Portable => smooth_grad(Smooth::GeluTanh, &x, &dy, &mut grad),
+                    }
+                }
+                assert_eq!(grad, want_grad, "{level:?}");
+            }
         }
     }
 

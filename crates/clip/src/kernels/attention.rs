@@ -1,10 +1,11 @@
 //! Multi-head scaled-dot-product attention straight from the stacked q/k/v projection's output, one (image,
 //! head) pair at a time across the cores: no per-head copies of q, k and v into separate tensors, no
 //! materialised `[batch, heads, t, t]` score tensor, and the result written in `[batch, t, width]` order, ready
-//! for the output projection.
+//! for the output projection. AVX-512 runs register-tiled kernels; the AVX2 level runs the portable code compiled
+//! for AVX2 and FMA (its loops vectorise 8 wide, with identical results).
 
 use super::activation::exp;
-use super::gemm::avx512_available;
+use super::dispatch::{self, Level};
 use super::pool::{run_parts, SharedMut};
 
 /// Work (in multiply-adds) below which one thread does everything.
@@ -29,7 +30,7 @@ pub fn attention(
     mask: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    attention_with(qkv, s, score_scale, mask, out, avx512_available())
+    attention_with(qkv, s, score_scale, mask, out, dispatch::level())
 }
 
 fn attention_with(
@@ -38,7 +39,7 @@ fn attention_with(
     score_scale: f32,
     mask: Option<&[f32]>,
     out: &mut [f32],
-    use_simd: bool,
+    level: Level,
 ) {
     let width = s.heads * s.head_dim;
     assert_eq!(qkv.len(), s.batch * s.tokens * 3 * width, "qkv size");
@@ -57,7 +58,7 @@ fn attention_with(
     let run = |first: usize, last: usize| {
         let out = out_ptr;
         // Each path's own buffers, allocated once per thread.
-        let (mut scratch, mut tiles) = if use_simd {
+        let (mut scratch, mut tiles) = if level == Level::Avx512 {
             (None, Some(TiledScratch::new(s)))
         } else {
             (Some(Scratch::new(s)), None)
@@ -69,6 +70,10 @@ fn attention_with(
                 match (&mut tiles, &mut scratch) {
                     (Some(tiles), _) => {
                         simd::head(qkv, s, image, head, score_scale, mask, tiles, out.0)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (None, Some(scratch)) if level == Level::Avx2 => {
+                        head_attention_avx2(qkv, s, image, head, score_scale, mask, scratch, out.0)
                     }
                     (None, Some(scratch)) => {
                         head_attention(qkv, s, image, head, score_scale, mask, scratch, out.0)
@@ -140,7 +145,28 @@ impl TiledScratch {
     }
 }
 
-/// One (image, head): written generically and inlined into an AVX-512 copy, where the loops vectorise.
+/// [`head_attention`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// As [`head_attention`]; the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_attention_avx2(
+    qkv: &[f32],
+    s: AttentionShape,
+    image: usize,
+    head: usize,
+    score_scale: f32,
+    mask: Option<&[f32]>,
+    scratch: &mut Scratch,
+    out: *mut f32,
+) {
+    // SAFETY: the caller upholds this function's contract (`# Safety` above).
+    unsafe { head_attention(qkv, s, image, head, score_scale, mask, scratch, out) }
+}
+
+/// One (image, head): written generically and inlined into an AVX2 copy, where the loops vectorise.
 ///
 /// # Safety
 /// `out` points at a `[batch, tokens, heads * head_dim]` buffer whose block for (image, head) no other thread
@@ -385,7 +411,7 @@ mod simd {
     use super::*;
 
     /// # Safety
-    /// Never called: `avx512_available()` is false off x86_64.
+    /// Never called: the level is portable off x86_64.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn head(
         _qkv: &[f32],
@@ -398,14 +424,14 @@ mod simd {
         _out: *mut f32,
     ) {
         // SAFETY: the caller upholds this function's contract (`# Safety` above).
-        unsafe { unreachable!("avx512_available() is false off x86_64") }
+        unsafe { unreachable!("the level is portable off x86_64") }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::lcg;
+    use crate::test_util::{lcg, max_abs_diff};
 
     /// f64 softmax(q k^T * scale + mask) v per (image, head).
     fn reference(qkv: &[f32], s: AttentionShape, scale: f64, mask: Option<&[f32]>) -> Vec<f32> {
@@ -438,7 +464,8 @@ mod tests {
     }
 
     #[test]
-    fn matches_f64_reference_with_and_without_a_causal_mask() {
+    fn matches_f64_reference_with_and_without_a_causal_mask_on_every_level() {
+        let best = dispatch::Features::detect().level();
         for &(batch, tokens, heads, head_dim) in
             &[(1, 5, 2, 3), (3, 50, 4, 16), (2, 77, 8, 64), (1, 70, 2, 80)]
         {
@@ -459,14 +486,24 @@ mod tests {
                 })
                 .collect();
             for mask in [None, Some(causal.as_slice())] {
-                let mut out = vec![f32::NAN; batch * tokens * heads * head_dim];
-                attention(&qkv, s, 0.3, mask, &mut out);
                 let want = reference(&qkv, s, 0.3, mask);
-                let worst = out
-                    .iter()
-                    .zip(&want)
-                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(worst < 1e-5, "{s:?} masked={}: {worst}", mask.is_some());
+                let mut portable = Vec::new();
+                for level in Level::ALL.into_iter().filter(|&l| l <= best) {
+                    let mut out = vec![f32::NAN; batch * tokens * heads * head_dim];
+                    attention_with(&qkv, s, 0.3, mask, &mut out, level);
+                    let worst = max_abs_diff(&out, &want);
+                    assert!(
+                        worst < 1e-5,
+                        "{s:?} masked={} {level:?}: {worst}",
+                        mask.is_some()
+                    );
+                    match level {
+                        Level::Portable => portable = out,
+                        // The same code compiled for AVX2: the same operations, the same bits.
+                        Level::Avx2 => assert_eq!(out, portable, "{s:?} {level:?}"),
+                        Level::Avx512 => {}
+                    }
+                }
             }
         }
     }

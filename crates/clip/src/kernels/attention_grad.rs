@@ -5,7 +5,7 @@
 //! `dv = P^T dO`, `dP = dO v^T`, `dS = P (dP - rowsum(dP P))`, `dq = dS k s`, `dk = dS^T q s`.
 
 use super::attention::AttentionShape;
-use super::gemm::avx512_available;
+use super::dispatch::{self, Level};
 use super::pool::{run_parts, SharedMut};
 
 /// One head's operands and intermediates, per thread.
@@ -68,21 +68,21 @@ pub fn attention_backward(
     let threads = crate::threads::count().min(units).max(1);
     let per_thread = units.div_ceil(threads);
     let out = SharedMut(dqkv.as_mut_ptr());
-    let simd = avx512_available();
+    let level = dispatch::level();
     run_parts(units.div_ceil(per_thread.max(1)), &|t| {
         let mut scratch = Scratch::new(s);
         for unit in t * per_thread..((t + 1) * per_thread).min(units) {
             let (image, head) = (unit / s.heads, unit % s.heads);
             gather(qkv, dout, s, image, head, &mut scratch);
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: AVX-512 F is present (checked above).
-                unsafe { head_grad_avx512(s, score_scale, mask, &mut scratch) };
-            } else {
-                head_grad(s, score_scale, mask, &mut scratch);
+            match level {
+                // SAFETY: the level is never above the CPU's: it has AVX-512 F/VL, AVX2 and FMA.
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx512 => unsafe { head_grad_avx512(s, score_scale, mask, &mut scratch) },
+                // SAFETY: as above, AVX2 and FMA.
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx2 => unsafe { head_grad_avx2(s, score_scale, mask, &mut scratch) },
+                _ => head_grad(s, score_scale, mask, &mut scratch),
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            head_grad(s, score_scale, mask, &mut scratch);
             // SAFETY: each unit writes only its own image's rows, in its own head's q, k and v columns.
             unsafe { scatter(s, image, head, &scratch, out.get()) };
         }
@@ -138,6 +138,12 @@ fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn head_grad_avx512(s: AttentionShape, scale: f32, mask: Option<&[f32]>, x: &mut Scratch) {
+    head_grad(s, scale, mask, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_grad_avx2(s: AttentionShape, scale: f32, mask: Option<&[f32]>, x: &mut Scratch) {
     head_grad(s, scale, mask, x)
 }
 

@@ -1,7 +1,9 @@
 //! Which CPU this is and which kernel each precision runs on. Reported with every benchmark: speed ratios differ
-//! between CPU families, and the extensions present (AVX-512, AVX512-BF16, VNNI, AMX) decide which kernels run.
+//! between CPU families, and the extensions present (AVX2/FMA, AVX-512, AVX512-BF16, VNNI, AMX) decide which
+//! kernels run ([`super::dispatch`] chooses them).
 
-use super::{bf16_gemm, gemm, int8_gemm, Precision};
+use super::dispatch::{self, Level};
+use super::{bf16_gemm, int8_gemm, Precision};
 
 /// The extensions the kernels (or PyTorch's) care about, by their `/proc/cpuinfo` names.
 const REPORTED_FLAGS: [&str; 11] = [
@@ -38,13 +40,18 @@ pub fn describe() -> (String, Vec<String>) {
     (model, reported)
 }
 
-/// The kernel `precision`'s matrix products run on, on this CPU.
+/// The kernel `precision`'s matrix products run on in this process (the CPU's best, or what `CLIP_KERNELS`
+/// lowered it to).
 pub fn gemm_kernel(precision: Precision) -> &'static str {
+    let features = dispatch::chosen();
     match precision {
-        Precision::F32 if gemm::avx512_available() => "avx512f",
-        Precision::Bf16 if bf16_gemm::simd_available() => "avx512_bf16",
-        Precision::Int8 if int8_gemm::simd_available() => "avx512_vnni",
-        _ => "portable",
+        Precision::F32 => match features.level() {
+            Level::Avx512 => "avx512f",
+            Level::Avx2 => "avx2_fma",
+            Level::Portable => "portable",
+        },
+        Precision::Bf16 => bf16_gemm::kernel_name(features),
+        Precision::Int8 => int8_gemm::kernel_name(features),
     }
 }
 
@@ -61,12 +68,20 @@ mod tests {
         }
         for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
             let kernel = gemm_kernel(precision);
-            // A SIMD kernel is reported only where /proc/cpuinfo lists its extension too.
-            if kernel != "portable" && !flags.is_empty() {
-                assert!(
-                    flags.iter().any(|f| f == kernel),
-                    "{kernel} not in {flags:?}"
-                );
+            // A SIMD kernel is reported only where /proc/cpuinfo lists its extensions too.
+            let needs: &[&str] = match kernel {
+                "portable" => &[],
+                "avx2" => &["avx2"],
+                "avx2_fma" => &["avx2", "fma"],
+                other => &[other][..],
+            };
+            if !flags.is_empty() {
+                for flag in needs {
+                    assert!(
+                        flags.iter().any(|f| f == flag),
+                        "{kernel}: {flag} not in {flags:?}"
+                    );
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
 //! `y = x W^T (+ b)` in f32 with the weight packed once at load: the `nn.Linear` of the exact path. AVX-512 FMA
-//! where the CPU has it, a portable loop elsewhere; both sum each output in the same order over `k` blocks.
+//! or AVX2 FMA at the process's [`Level`], a portable loop elsewhere; all sum each output in the same order over
+//! `k` blocks (the two FMA kernels bit for bit alike).
 
+use super::dispatch::{self, Level};
 use super::gemm::{self, Panels, Tile, TileKernel, MR, NR};
 
 /// A weight matrix `[n, k]` (PyTorch's `nn.Linear` layout) packed for the f32 kernel.
@@ -46,7 +48,7 @@ impl PackedF32 {
 
 /// `out[m, n] = x[m, k] W^T + bias`, `x` row-major f32.
 pub fn linear_f32(x: &[f32], m: usize, w: &PackedF32, bias: Option<&[f32]>, out: &mut [f32]) {
-    linear_f32_with(x, m, w, bias, out, gemm::avx512_available(), Rows::Stored)
+    linear_f32_with(x, m, w, bias, out, dispatch::level(), Rows::Stored)
 }
 
 /// [`linear_f32`] into a new vector (not zeroed first: the kernel writes every value).
@@ -57,7 +59,7 @@ pub fn linear_f32_new(x: &[f32], m: usize, w: &PackedF32, bias: Option<&[f32]>) 
         m,
         k: w.k,
         bias,
-        use_simd: gemm::avx512_available(),
+        level: dispatch::level(),
         rows: Rows::Stored,
     };
     gemm::run_new(&kernel, m, &w.panels)
@@ -72,7 +74,7 @@ pub fn linear_f32_transposed_input(x_t: &[f32], m: usize, w: &PackedF32) -> Vec<
         m,
         k: w.k,
         bias: None,
-        use_simd: gemm::avx512_available(),
+        level: dispatch::level(),
         rows: Rows::Transposed,
     };
     gemm::run_new(&kernel, m, &w.panels)
@@ -93,7 +95,7 @@ fn linear_f32_with(
     w: &PackedF32,
     bias: Option<&[f32]>,
     out: &mut [f32],
-    use_simd: bool,
+    level: Level,
     rows: Rows,
 ) {
     gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
@@ -102,7 +104,7 @@ fn linear_f32_with(
         m,
         k: w.k,
         bias,
-        use_simd,
+        level,
         rows,
     };
     gemm::run(&kernel, m, &w.panels, out);
@@ -113,7 +115,8 @@ struct F32Kernel<'a> {
     m: usize,
     k: usize,
     bias: Option<&'a [f32]>,
-    use_simd: bool,
+    /// Never above the CPU's: the kernel it picks must be safe to call.
+    level: Level,
     rows: Rows,
 }
 
@@ -137,8 +140,10 @@ impl TileKernel for F32Kernel<'_> {
         // SAFETY: the caller upholds this function's contract (`# Safety` above).
         unsafe {
             #[cfg(target_arch = "x86_64")]
-            if self.use_simd {
-                return gemm::dispatch_rows!(t.rows, simd_tile, t, self.bias);
+            match self.level {
+                Level::Avx512 => return gemm::dispatch_rows!(t.rows, simd_tile, t, self.bias),
+                Level::Avx2 => return avx2::tile(t, self.bias),
+                Level::Portable => {}
             }
             let mut tile = [[0f32; NR]; MR];
             for (r, tile_row) in tile.iter_mut().enumerate().take(t.rows) {
@@ -180,6 +185,57 @@ unsafe fn simd_tile<const R: usize>(t: &Tile<f32>, bias: Option<&[f32]>) {
     }
 }
 
+/// The AVX2 kernel: a tile as passes of up to [`gemm::AVX2_ROWS`] rows x 16 columns (12 accumulators, two
+/// weight vectors and one broadcast in AVX2's 16 registers), each output summed over `k` in the order of the
+/// AVX-512 kernel.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::gemm::{self, Tile, AVX2_ROWS, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// As [`super::super::gemm::TileKernel::tile`]; `bias`, on the first block, has at least `t.col + t.cols`
+    /// values; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(t: &Tile<f32>, bias: Option<&[f32]>) {
+        // SAFETY: the caller upholds this function's contract (`# Safety` above); each pass stays inside the
+        // tile (a half past `t.cols` is skipped).
+        unsafe {
+            for c0 in (0..t.cols).step_by(16) {
+                for r0 in (0..t.rows).step_by(AVX2_ROWS) {
+                    let rows = AVX2_ROWS.min(t.rows - r0);
+                    gemm::dispatch_avx2_rows!(rows, pass, t, r0, c0, bias);
+                }
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + G`, tile columns `c0..c0 + 16`.
+    ///
+    /// # Safety
+    /// As [`tile`], with `r0 + G <= t.rows` and `c0 < t.cols`, `c0 + 16 <= NR`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pass<const G: usize>(t: &Tile<f32>, r0: usize, c0: usize, bias: Option<&[f32]>) {
+        // SAFETY: the caller upholds this function's contract (`# Safety` above): the panel has `NR` lanes per
+        // group (zero past `n`) and the activation block `MR` per group.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; G];
+            let (a, b) = (t.a.add(r0), t.b.add(c0));
+            for p in 0..t.kc {
+                let b0 = _mm256_loadu_ps(b.add(p * NR));
+                let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let x = _mm256_broadcast_ss(&*a.add(p * MR + r));
+                    acc_row[0] = _mm256_fmadd_ps(x, b0, acc_row[0]);
+                    acc_row[1] = _mm256_fmadd_ps(x, b1, acc_row[1]);
+                }
+            }
+            gemm::avx2::store_f32(&acc, t, r0, c0, bias);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,37 +254,46 @@ mod tests {
         out
     }
 
+    /// Every level this CPU can run, whatever `CLIP_KERNELS` says.
+    fn levels() -> Vec<Level> {
+        let best = dispatch::Features::detect().level();
+        Level::ALL.into_iter().filter(|&l| l <= best).collect()
+    }
+
     #[test]
-    fn matches_f64_reference_on_odd_shapes_both_paths() {
-        // Tails in every dimension: m not a multiple of MR, n not of NR, k over one cache block.
+    fn matches_f64_reference_on_odd_shapes_on_every_level() {
+        // Tails in every dimension: m not a multiple of MR (nor of the AVX2 passes' 6), n not of NR (nor of 8 or
+        // 16), k over one cache block.
         for &(m, k, n) in &[
             (1, 3, 1),
             (13, 257, 33),
             (50, 768, 70),
             (25, 301, 64),
             (97, 130, 5),
+            (7, 200, 17),
+            (11, 385, 45),
         ] {
             let x = lcg(m * k, 1 + m as u64);
             let w = lcg(n * k, 7 + n as u64);
             let bias = lcg(n, 3);
             let packed = PackedF32::pack(&w, n, k);
             let want = reference(&x, m, k, &w, n, &bias);
-            for use_simd in [false, gemm::avx512_available()] {
+            let mut fma_outputs = Vec::new();
+            for level in levels() {
                 let mut out = vec![f32::NAN; m * n];
-                linear_f32_with(
-                    &x,
-                    m,
-                    &packed,
-                    Some(&bias),
-                    &mut out,
-                    use_simd,
-                    Rows::Stored,
-                );
+                linear_f32_with(&x, m, &packed, Some(&bias), &mut out, level, Rows::Stored);
                 let worst = max_abs_diff(&out, &want);
                 assert!(
                     worst < 1e-5 * (k as f32).sqrt(),
-                    "{m}x{k}x{n} simd={use_simd}: {worst}"
+                    "{m}x{k}x{n} {level:?}: {worst}"
                 );
+                if level != Level::Portable {
+                    fma_outputs.push(out);
+                }
+            }
+            // AVX2 and AVX-512 make the same FMAs in the same order.
+            for other in fma_outputs.iter().skip(1) {
+                assert_eq!(other, &fma_outputs[0], "{m}x{k}x{n}");
             }
         }
     }

@@ -19,8 +19,9 @@ pub const MR: usize = 12;
 /// Rows per cache block of the activations.
 const MC: usize = 8 * MR;
 /// Lane groups per cache block: a panel's block is 192 x 32 lanes x 4 bytes = 24 KiB, half of a 48 KiB L1 (tuned
-/// on Zen 5 between 128 and 384 with `examples/gemm_probe.rs`).
-const KC: usize = 192;
+/// on Zen 5 between 128 and 384 with `examples/gemm_probe.rs`). The AVX2 kernels size their widened activation
+/// buffers by it.
+pub(crate) const KC: usize = 192;
 
 /// A weight `[n, k]` packed into `ceil(n / NR)` panels of `groups * NR` lanes (columns past `n` are zero lanes).
 #[derive(Debug, Clone)]
@@ -286,18 +287,26 @@ macro_rules! dispatch_rows {
 }
 pub(crate) use dispatch_rows;
 
-/// Whether AVX-512 F/BW/VL kernels can run here (the f32 kernel and the shared epilogues).
-pub fn avx512_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Calls `$f::<G>($args)` for the runtime row count `$rows` (1..=[`AVX2_ROWS`]): an AVX2 micro-kernel runs a
+/// tile as passes over groups of at most [`AVX2_ROWS`] rows, each group fully unrolled.
+macro_rules! dispatch_avx2_rows {
+    ($rows:expr, $($f:ident)::+, $($arg:expr),*) => {
+        match $rows {
+            1 => $($f)::+::<1>($($arg),*),
+            2 => $($f)::+::<2>($($arg),*),
+            3 => $($f)::+::<3>($($arg),*),
+            4 => $($f)::+::<4>($($arg),*),
+            5 => $($f)::+::<5>($($arg),*),
+            6 => $($f)::+::<6>($($arg),*),
+            other => unreachable!("AVX2 pass of {other} rows"),
+        }
+    };
 }
+pub(crate) use dispatch_avx2_rows;
+
+/// Rows per AVX2 pass: AVX2 has 16 registers, so a pass keeps `2 * AVX2_ROWS` accumulators (two vectors per row),
+/// two weight vectors and one broadcast, and a tile of up to [`MR`] rows runs as two passes.
+pub const AVX2_ROWS: usize = 6;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd {
@@ -355,6 +364,118 @@ pub(crate) mod simd {
                 };
                 _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, acc_row[0]));
                 _mm512_mask_storeu_ps(row.add(16), m1, _mm512_add_ps(c1, acc_row[1]));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use super::Tile;
+    use std::arch::x86_64::*;
+
+    /// The first `live` (at most 8) of 8 lanes, as the sign bits `maskload`/`maskstore` read.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn lane_mask(live: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(live as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// The first `live` of 8 f32 at `p` (the rest zero); whole vectors use plain moves (masked ones are slower,
+    /// stores much so on AMD), a ragged one is masked so nothing past the matrix is read.
+    ///
+    /// # Safety
+    /// `min(live, 8)` values at `p` are readable; the CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn load_ps(p: *const f32, live: usize) -> __m256 {
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            if live >= 8 {
+                _mm256_loadu_ps(p)
+            } else {
+                _mm256_maskload_ps(p, lane_mask(live))
+            }
+        }
+    }
+
+    /// [`load_ps`] for i32.
+    ///
+    /// # Safety
+    /// As [`load_ps`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn load_epi32(p: *const i32, live: usize) -> __m256i {
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            if live >= 8 {
+                _mm256_loadu_si256(p as *const __m256i)
+            } else {
+                _mm256_maskload_epi32(p, lane_mask(live))
+            }
+        }
+    }
+
+    /// Writes the first `live` lanes of `v` to `p`.
+    ///
+    /// # Safety
+    /// `min(live, 8)` values at `p` are writable by this thread alone; the CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn store_ps(p: *mut f32, live: usize, v: __m256) {
+        // SAFETY: the caller upholds this function's contract (`# Safety` above).
+        unsafe {
+            if live >= 8 {
+                _mm256_storeu_ps(p, v)
+            } else {
+                _mm256_maskstore_ps(p, lane_mask(live), v)
+            }
+        }
+    }
+
+    /// The twin of [`super::simd::store_f32`] for one AVX2 pass: rows `r0..r0 + G` and the `V * 8` columns from
+    /// tile column `c0` (clipped to the tile's `cols`): `out = acc + bias` on the first block of `k`, else
+    /// `out += acc`. Same operations as the AVX-512 and portable epilogues, so results agree bit for bit.
+    ///
+    /// # Safety
+    /// `t` names rows `r0..r0 + G` and columns `c0..t.cols` of the output, which exist and which this thread
+    /// alone writes; `bias`, on the first block, has at least `t.col + t.cols` values; the CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn store_f32<const G: usize, const V: usize, L>(
+        acc: &[[__m256; V]; G],
+        t: &Tile<L>,
+        r0: usize,
+        c0: usize,
+        bias: Option<&[f32]>,
+    ) {
+        // SAFETY: the caller upholds this function's contract (`# Safety` above); every access is clipped to
+        // the tile's columns by `live`.
+        unsafe {
+            let live = |v: usize| t.cols.saturating_sub(c0 + 8 * v).min(8);
+            let mut base = [_mm256_setzero_ps(); V];
+            if let (true, Some(bias)) = (t.first, bias) {
+                for (v, b) in base.iter_mut().enumerate() {
+                    *b = load_ps(bias.as_ptr().add(t.col + c0 + 8 * v), live(v));
+                }
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                let row = t.out.add((r0 + r) * t.ld + c0);
+                for (v, &a) in acc_row.iter().enumerate() {
+                    if live(v) == 0 {
+                        continue;
+                    }
+                    let p = row.add(8 * v);
+                    let c = if t.first {
+                        base[v]
+                    } else {
+                        load_ps(p, live(v))
+                    };
+                    store_ps(p, live(v), _mm256_add_ps(c, a));
+                }
             }
         }
     }

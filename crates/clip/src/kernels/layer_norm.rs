@@ -1,6 +1,8 @@
 //! `nn.LayerNorm` over the last dimension in one pass per row (candle's composition of ten element-wise ops
-//! allocates and sweeps the activation ten times), rows split across cores for large inputs.
+//! allocates and sweeps the activation ten times), rows split across cores for large inputs. The SIMD levels run
+//! the same code compiled for AVX-512 or AVX2 (the 16 partial sums vectorise; results are identical).
 
+use super::dispatch::{self, Level};
 use super::pool::run_chunks_mut;
 
 /// Work (in values) below which one thread does the whole tensor: spawning costs more than it saves.
@@ -22,11 +24,8 @@ pub fn layer_norm(x: &[f32], dim: usize, weight: &[f32], bias: &[f32], eps: f32,
     } else {
         1
     };
-    let run = |x: &[f32], out: &mut [f32]| {
-        for (src, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-            normalise_row(src, weight, bias, eps, dst);
-        }
-    };
+    let level = dispatch::level();
+    let run = |x: &[f32], out: &mut [f32]| rows_at(level, x, weight, bias, eps, out);
     if threads <= 1 {
         run(x, out);
         return;
@@ -37,6 +36,40 @@ pub fn layer_norm(x: &[f32], dim: usize, weight: &[f32], bias: &[f32], eps: f32,
     });
 }
 
+/// Every row of `x` into `out`, compiled for `level`.
+fn rows_at(level: Level, x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    match level {
+        // SAFETY: the level is never above the CPU's: it has AVX-512 F/VL, AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { rows_avx512(x, weight, bias, eps, out) },
+        // SAFETY: as above, AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { rows_avx2(x, weight, bias, eps, out) },
+        _ => rows(x, weight, bias, eps, out),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn rows_avx512(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    rows(x, weight, bias, eps, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    rows(x, weight, bias, eps, out)
+}
+
+#[inline(always)]
+fn rows(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = weight.len();
+    for (src, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        normalise_row(src, weight, bias, eps, dst);
+    }
+}
+
+#[inline(always)]
 fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -49,7 +82,7 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
 }
 
-#[inline]
+#[inline(always)]
 fn normalise_row(src: &[f32], weight: &[f32], bias: &[f32], eps: f32, dst: &mut [f32]) {
     let n = src.len() as f32;
     let mean = lane_sum(src, |v| v) / n;
@@ -91,6 +124,21 @@ mod tests {
             layer_norm(&x, dim, &w, &b, 1e-5, &mut out);
             let worst = max_abs_diff(&out, &reference(&x, dim, &w, &b, 1e-5));
             assert!(worst < 2e-5, "{rows}x{dim}: {worst}");
+        }
+    }
+
+    #[test]
+    fn every_level_gives_the_same_bits() {
+        let (rows, dim) = (5, 771);
+        let x: Vec<f32> = lcg(rows * dim, 5).iter().map(|v| 40.0 + 3.0 * v).collect();
+        let (w, b) = (lcg(dim, 6), lcg(dim, 7));
+        let mut want = vec![0f32; rows * dim];
+        rows_at(Level::Portable, &x, &w, &b, 1e-5, &mut want);
+        let best = dispatch::Features::detect().level();
+        for level in Level::ALL.into_iter().filter(|&l| l <= best) {
+            let mut out = vec![f32::NAN; rows * dim];
+            rows_at(level, &x, &w, &b, 1e-5, &mut out);
+            assert_eq!(out, want, "{level:?}");
         }
     }
 }

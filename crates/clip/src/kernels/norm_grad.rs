@@ -3,6 +3,7 @@
 //! `dy`. Rows are split across the cores, each with its own partial column sums (added in a fixed order, so
 //! the result does not depend on timing).
 
+use super::dispatch::{self, Level};
 use super::pool::run_parts;
 
 /// Rows below which one thread does all of them.
@@ -60,6 +61,20 @@ unsafe fn rows_avx512(
     rows(x, dy, gain, eps, dx, dgain, dbias)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2(
+    x: &[f32],
+    dy: &[f32],
+    gain: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dgain: &mut [f32],
+    dbias: &mut [f32],
+) {
+    rows(x, dy, gain, eps, dx, dgain, dbias)
+}
+
 #[inline(always)]
 fn rows(
     x: &[f32],
@@ -103,22 +118,26 @@ pub fn layer_norm_backward(x: &[f32], dy: &[f32], gain: &[f32], eps: f32) -> Nor
             })
         })
         .collect();
-    let simd = super::gemm::avx512_available();
+    let level = dispatch::level();
     run_parts(threads, &|t| {
         let (first, last) = (t * per, ((t + 1) * per).min(n_rows));
         let range = first * dim..last * dim;
         let mut dx = vec![0f32; range.len()];
         let (mut dgain, mut dbias) = (vec![0f32; dim], vec![0f32; dim]);
         let (xs, dys) = (&x[range.clone()], &dy[range]);
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            // SAFETY: AVX-512 F is present (checked above).
-            unsafe { rows_avx512(xs, dys, gain, eps, &mut dx, &mut dgain, &mut dbias) };
-        } else {
-            rows(xs, dys, gain, eps, &mut dx, &mut dgain, &mut dbias);
+        match level {
+            // SAFETY: the level is never above the CPU's: it has AVX-512 F/VL, AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe {
+                rows_avx512(xs, dys, gain, eps, &mut dx, &mut dgain, &mut dbias)
+            },
+            // SAFETY: as above, AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe {
+                rows_avx2(xs, dys, gain, eps, &mut dx, &mut dgain, &mut dbias)
+            },
+            _ => rows(xs, dys, gain, eps, &mut dx, &mut dgain, &mut dbias),
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        rows(xs, dys, gain, eps, &mut dx, &mut dgain, &mut dbias);
         *parts[t].lock().unwrap_or_else(|p| p.into_inner()) = NormGrads { dx, dgain, dbias };
     });
     let mut out = NormGrads {
