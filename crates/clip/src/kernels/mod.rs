@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 pub mod attention_grad;
 pub mod bf16_gemm;
+pub mod conv;
 pub mod cpu;
 pub mod dispatch;
 pub mod f32_gemm;

@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 use super::with_f32_values;
 use crate::error::{ClipError, Result};
 use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
-use crate::kernels::f32_gemm::{linear_f32_new, PackedF32};
+use crate::kernels::f32_gemm::{linear_f32, linear_f32_new, PackedF32};
 use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
 use crate::kernels::linear_grad::linear_grads;
 use crate::kernels::residual::add_assign;
@@ -130,26 +130,29 @@ impl Linear {
         }
         let rows = lead.iter().product::<usize>();
         let x = x.to_dtype(DType::F32)?.contiguous()?;
-        let mut out = with_f32_values(&x, |input| {
-            let bias = self.bias.as_deref();
-            match &self.weight {
-                LinearWeight::F32(w) => linear_f32_new(input, rows, w, bias),
-                LinearWeight::Bf16(w) => {
-                    let mut out = vec![0f32; rows * self.out_dim()];
-                    linear_bf16(input, rows, w, bias, &mut out);
-                    out
-                }
-                LinearWeight::Int8(w) => {
-                    let mut out = vec![0f32; rows * self.out_dim()];
-                    linear_int8(input, rows, w, bias, &mut out);
-                    out
-                }
+        let mut out = with_f32_values(&x, |input| match &self.weight {
+            LinearWeight::F32(w) => linear_f32_new(input, rows, w, self.bias.as_deref()),
+            _ => {
+                let mut out = vec![0f32; rows * self.out_dim()];
+                self.forward_values_into(input, rows, &mut out);
+                out
             }
         })?;
         epilogue(&mut out);
         let mut out_shape = lead.to_vec();
         out_shape.push(self.out_dim());
         Ok(Tensor::from_vec(out, out_shape, x.device())?)
+    }
+
+    /// The layer on `rows` rows of `in_dim` values (row-major) into `out` (`rows * out_dim` values): the GEMM
+    /// without tensors, for callers that keep their own buffers (the ResNet's convolutions).
+    pub fn forward_values_into(&self, input: &[f32], rows: usize, out: &mut [f32]) {
+        let bias = self.bias.as_deref();
+        match &self.weight {
+            LinearWeight::F32(w) => linear_f32(input, rows, w, bias, out),
+            LinearWeight::Bf16(w) => linear_bf16(input, rows, w, bias, out),
+            LinearWeight::Int8(w) => linear_int8(input, rows, w, bias, out),
+        }
     }
 
     /// Training's backward pass through a layer loaded by [`Self::load`] / [`Self::load_no_bias`]: given the
