@@ -40,7 +40,7 @@ class Model:
 
 def load(
     spec: str,
-    dtype: Literal["f32", "bf16", "int8"] = "f32",
+    dtype: Literal["f32", "bf16", "int8", "auto"] = "f32",
     threads: Optional[int] = None,
     *,
     cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,

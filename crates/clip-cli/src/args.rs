@@ -51,9 +51,9 @@ pub struct ModelArg {
     /// directory or Hub id, an open_clip directory, hf-hub:ORG/NAME, or open_clip ARCH:TAG / ARCH:WEIGHTS
     #[arg(long, short, value_name = "M", default_value = DEFAULT_MODEL)]
     pub model: String,
-    /// Arithmetic: f32 (exact, as the reference), bf16 (faster on CPUs with AVX512-BF16; embeddings within
-    /// cosine 0.9995 of f32) or int8 (fastest on CPUs with AVX512-VNNI; weights quantised per channel,
-    /// activations per row; embeddings within cosine 0.995 of f32)
-    #[arg(long, value_name = "f32|bf16|int8", default_value = "f32")]
+    /// Arithmetic: f32 (exact, as the reference), bf16 (embeddings within cosine 0.9995 of f32), int8 (weights
+    /// quantised per channel, activations per row; embeddings within cosine 0.995 of f32; the fastest on every
+    /// CPU measured), or auto (the fastest within its bar on this CPU's kernels: int8 today)
+    #[arg(long, value_name = "f32|bf16|int8|auto", default_value = "f32", value_parser = clip::Precision::parse_or_auto)]
     pub dtype: clip::Precision,
 }

@@ -437,6 +437,8 @@ fn check_dtype_embeddings(dtype: &str, bar: f32) {
 fn reduced_precision_dtypes_keep_embeddings_within_their_cosine_bars() {
     check_dtype_embeddings("bf16", 0.9995);
     check_dtype_embeddings("int8", 0.995);
+    // auto resolves to one of the three, so the loosest bar holds whichever this CPU gets.
+    check_dtype_embeddings("auto", 0.995);
     let model = reference()["model"].as_str().unwrap().to_string();
     let bad = clip(&[
         "embed", "--model", &model, "--dtype", "int4", "--text", "a", "--json",
@@ -448,8 +450,15 @@ fn reduced_precision_dtypes_keep_embeddings_within_their_cosine_bars() {
 #[test]
 fn bench_reports_the_machine_and_kernel() {
     let model = "fixtures/models/hf_tiny_quickgelu";
-    let kernels = ["avx512f", "avx512_bf16", "avx512_vnni", "portable"];
-    for dtype in ["f32", "int8"] {
+    let kernels = [
+        "avx512f",
+        "avx512_bf16",
+        "avx512_vnni",
+        "avx2_fma",
+        "avx2",
+        "portable",
+    ];
+    for dtype in ["f32", "int8", "auto"] {
         let out = clip(&[
             "bench", "-m", model, "--dtype", dtype, "--batch", "2", "--iters", "1", "--json",
         ]);
@@ -458,6 +467,12 @@ fn bench_reports_the_machine_and_kernel() {
         assert!(!report["machine"]["cpu"].as_str().unwrap().is_empty());
         assert!(kernels.contains(&report["machine"]["kernel"].as_str().unwrap()));
         assert!(report["rows"].as_array().unwrap().len() == 2, "{report}");
+        // The report names the precision that ran, auto resolved.
+        let ran = report["dtype"].as_str().unwrap();
+        assert!(["f32", "bf16", "int8"].contains(&ran), "{report}");
+        if dtype != "auto" {
+            assert_eq!(ran, dtype);
+        }
     }
     let out = clip(&[
         "bench", "--train", "-m", model, "--batch", "4", "--iters", "1", "--json",

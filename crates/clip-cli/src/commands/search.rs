@@ -17,8 +17,9 @@ pub struct IndexModelArgs {
     /// accepted, another model is refused
     #[arg(long, short, value_name = "M")]
     pub model: Option<String>,
-    /// Arithmetic: f32, bf16 or int8 [default: the index's, else f32]
-    #[arg(long, value_name = "f32|bf16|int8")]
+    /// Arithmetic: f32, bf16, int8 or auto (the fastest within its bar on this CPU) [default: the index's, else
+    /// f32]
+    #[arg(long, value_name = "f32|bf16|int8|auto", value_parser = clip::Precision::parse_or_auto)]
     pub dtype: Option<clip::Precision>,
 }
 

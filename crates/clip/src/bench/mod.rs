@@ -55,7 +55,7 @@ pub struct Machine {
     /// The extensions present that decide the kernels' speed (`avx512_bf16`, `amx_bf16`, ...).
     pub cpu_flags: Vec<String>,
     /// The kernel the matrix products of the measured precision ran on (`avx512f`, `avx512_bf16`,
-    /// `avx512_vnni` or `portable`).
+    /// `avx512_vnni`, `avx2_fma` (f32, bf16), `avx2` (int8) or `portable`; `CLIP_KERNELS` can lower it).
     pub kernel: String,
 }
 
