@@ -29,6 +29,24 @@ fn model(clip: &Clip) -> &ClipModel {
 }
 
 #[test]
+fn resnet_refuses_pixels_of_the_wrong_shape() {
+    // The tower's GEMMs are sized for [batch, 3, image_size, image_size]: anything else is a one-line error, not a
+    // kernel's size assertion.
+    let clip = load("rn", "state_dict.pt");
+    for dims in [(1, 3, 32, 32), (2, 1, 64, 64), (1, 3, 64, 65)] {
+        let pixels = Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
+        let error = model(&clip).encode_image(&pixels).unwrap_err();
+        assert!(
+            matches!(error, ClipError::InvalidInput(_)),
+            "{dims:?}: {error}"
+        );
+        assert!(error.to_string().contains("[batch, 3, 64, 64]"), "{error}");
+    }
+    let ok = Tensor::zeros((2, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model(&clip).encode_image(&ok).unwrap().dims(), &[2, 32]);
+}
+
+#[test]
 fn resnet_torchscript_and_state_dict() {
     let refs = reference(&fixture("rn"));
     for file in ["model.pt", "state_dict.pt"] {
