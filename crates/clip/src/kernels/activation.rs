@@ -55,6 +55,11 @@ fn quick_gelu_at(level: Level, part: &mut [f32]) {
     }
 }
 
+/// ReLU `max(x, 0)` in place, across the cores for large inputs (the ResNet's convolutions).
+pub fn relu(values: &mut [f32]) {
+    map_in_place(values, |part| part.iter_mut().for_each(|v| *v = v.max(0.0)));
+}
+
 /// `transform` over `values` in place, in parts across the cores for large inputs.
 fn map_in_place(values: &mut [f32], transform: impl Fn(&mut [f32]) + Sync) {
     let chunk = parallel_chunk(values.len());
@@ -270,6 +275,16 @@ mod tests {
         assert!(worst < 2.5e-7, "relative error {worst}");
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(-100.0), 0.0);
+    }
+
+    #[test]
+    fn relu_covers_split_buffers() {
+        for len in [0, 7, PARALLEL_MIN_WORK * 2 + 3] {
+            let a = lcg(len, 1);
+            let mut values = a.clone();
+            relu(&mut values);
+            assert_eq!(values, a.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -1,13 +1,10 @@
 //! Convolutions as packed-weight GEMMs, for the ResNet towers: feature maps are kept channels-last (NHWC), so a
 //! 1x1 convolution is a GEMM over the map as it lies and a kxk one is a GEMM over its patches (im2col), each row
 //! one output pixel's `k * k * channels` inputs in (ky, kx, channel) order. The weight `[out, in, k, k]` is
-//! reordered to match once, at load ([`reorder_conv_weight`]). Also the channels-last average pool, ReLU and the
-//! residual add the bottleneck blocks need, each split across the kernel pool.
+//! reordered to match once, at load ([`reorder_conv_weight`]). Also the channels-last average pool and the
+//! buffers a forward pass reuses.
 
 use super::pool::run_chunks_mut;
-
-/// Below this many values one thread does an element-wise pass.
-const PARALLEL_MIN_VALUES: usize = 1 << 15;
 
 /// The shape of a channels-last feature map `[batch, height, width, channels]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,34 +217,6 @@ impl Scratch {
     }
 }
 
-/// `x = max(x, 0)` in place.
-pub fn relu_in_place(x: &mut [f32]) {
-    let chunk = x
-        .len()
-        .div_ceil(crate::threads::count())
-        .max(PARALLEL_MIN_VALUES);
-    run_chunks_mut(x, chunk, |_, part| {
-        for v in part {
-            *v = v.max(0.0);
-        }
-    });
-}
-
-/// `out = max(out + residual, 0)` in place: the end of a bottleneck block.
-pub fn add_relu_in_place(out: &mut [f32], residual: &[f32]) {
-    assert_eq!(out.len(), residual.len(), "residual size");
-    let chunk = out
-        .len()
-        .div_ceil(crate::threads::count())
-        .max(PARALLEL_MIN_VALUES);
-    run_chunks_mut(out, chunk, |i, part| {
-        let (start, len) = (i * chunk, part.len());
-        for (o, &r) in part.iter_mut().zip(&residual[start..start + len]) {
-            *o = (*o + r).max(0.0);
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,24 +369,5 @@ mod tests {
         let grown = scratch.take(2000);
         assert_eq!(grown.len(), 2000, "the largest is grown when none fits");
         assert!(grown.capacity() >= 2000 && (grown.as_ptr() == big_ptr || grown.capacity() > 1000));
-    }
-
-    #[test]
-    fn element_wise_passes_cover_split_buffers() {
-        for len in [0, 7, PARALLEL_MIN_VALUES * 2 + 3] {
-            let (a, r) = (lcg(len, 1), lcg(len, 2));
-            let mut relu = a.clone();
-            relu_in_place(&mut relu);
-            assert_eq!(relu, a.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
-            let mut sum = a.clone();
-            add_relu_in_place(&mut sum, &r);
-            assert_eq!(
-                sum,
-                a.iter()
-                    .zip(&r)
-                    .map(|(x, y)| (x + y).max(0.0))
-                    .collect::<Vec<_>>()
-            );
-        }
     }
 }

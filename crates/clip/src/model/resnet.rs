@@ -11,10 +11,12 @@
 use candle_core::{Device, Tensor, D};
 
 use crate::error::{ClipError, Result};
+use crate::kernels::activation::relu;
 use crate::kernels::conv::{
-    add_relu_in_place, avg_pool, im2col, nchw_to_nhwc, pooled_shape, relu_in_place,
-    reorder_conv_weight, ConvGeometry, MapShape, Scratch,
+    avg_pool, im2col, nchw_to_nhwc, pooled_shape, reorder_conv_weight, ConvGeometry, MapShape,
+    Scratch,
 };
+use crate::kernels::residual::add_relu_assign;
 use crate::kernels::Precision;
 use crate::model::config::ResNetConfig;
 use crate::model::nn::{with_f32_values, Linear};
@@ -135,7 +137,7 @@ impl ConvBn {
         scratch: &mut Scratch,
     ) -> (Vec<f32>, MapShape) {
         let (mut out, out_shape) = self.forward(x, shape, scratch);
-        relu_in_place(&mut out);
+        relu(&mut out);
         (out, out_shape)
     }
 }
@@ -201,10 +203,10 @@ impl Bottleneck {
                 } else {
                     d.forward(&x, shape, scratch).0
                 };
-                add_relu_in_place(&mut out, &shortcut);
+                add_relu_assign(&mut out, &shortcut);
                 scratch.give(shortcut);
             }
-            None => add_relu_in_place(&mut out, &x),
+            None => add_relu_assign(&mut out, &x),
         }
         scratch.give(x);
         (out, out_shape)
