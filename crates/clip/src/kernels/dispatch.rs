@@ -27,6 +27,13 @@ impl Level {
     #[cfg(test)]
     pub const ALL: [Level; 3] = [Level::Portable, Level::Avx2, Level::Avx512];
 
+    /// Every level this CPU can run, lowest first, whatever `CLIP_KERNELS` says (the kernels' tests run each).
+    #[cfg(test)]
+    pub fn runnable() -> Vec<Level> {
+        let best = Features::detect().level();
+        Self::ALL.into_iter().filter(|&l| l <= best).collect()
+    }
+
     /// The name `CLIP_KERNELS` takes.
     pub fn name(self) -> &'static str {
         match self {

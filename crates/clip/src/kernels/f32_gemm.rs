@@ -254,12 +254,6 @@ mod tests {
         out
     }
 
-    /// Every level this CPU can run, whatever `CLIP_KERNELS` says.
-    fn levels() -> Vec<Level> {
-        let best = dispatch::Features::detect().level();
-        Level::ALL.into_iter().filter(|&l| l <= best).collect()
-    }
-
     #[test]
     fn matches_f64_reference_on_odd_shapes_on_every_level() {
         // Tails in every dimension: m not a multiple of MR (nor of the AVX2 passes' 6), n not of NR (nor of 8 or
@@ -279,7 +273,7 @@ mod tests {
             let packed = PackedF32::pack(&w, n, k);
             let want = reference(&x, m, k, &w, n, &bias);
             let mut fma_outputs = Vec::new();
-            for level in levels() {
+            for level in Level::runnable() {
                 let mut out = vec![f32::NAN; m * n];
                 linear_f32_with(&x, m, &packed, Some(&bias), &mut out, level, Rows::Stored);
                 let worst = max_abs_diff(&out, &want);
