@@ -11,14 +11,19 @@ const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// `e^x` to about 1 ulp (Cephes' `expf` scheme: `x = n ln2 + r`, a degree-7 polynomial for `e^r`, `2^n` from
 /// the exponent bits), in plain arithmetic so it vectorises; 0 below the f32 range (so `-inf` masks give 0).
+/// `n` is rounded and turned into exponent bits with the `1.5 * 2^23` shifter rather than `round` and `as i32`:
+/// the same values, but `as` saturates, and its vector form left part of every loop scalar.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so n * LN2_HI is exact.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding it rounds any |y| < 2^22 to an integer (ties to even) held in the low mantissa bits.
+    const SHIFTER: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.0, 88.5);
-    let n = (clamped * LOG2E).round_ties_even();
+    let shifted = clamped * LOG2E + SHIFTER;
+    let n = shifted - SHIFTER;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -27,7 +32,12 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The integer n sits in the low bits of `shifted`; n + 127 shifted into the exponent field is 2^n.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(SHIFTER.to_bits())
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     if x < -87.0 {
         0.0
     } else {
