@@ -140,6 +140,18 @@ pub fn linear_bf16(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, ou
     linear_bf16_with(x, m, w, bias, out, Path::chosen())
 }
 
+/// [`linear_bf16`] into a new vector (not zeroed first: the kernel writes every value).
+pub fn linear_bf16_new(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>) -> Vec<f32> {
+    gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
+    let kernel = Bf16Kernel {
+        x,
+        k: w.k,
+        bias,
+        path: Path::chosen(),
+    };
+    gemm::run_new(&kernel, m, &w.panels)
+}
+
 fn linear_bf16_with(
     x: &[f32],
     m: usize,

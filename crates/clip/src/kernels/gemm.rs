@@ -10,7 +10,7 @@
 //! blocks of [`MR`] rows, lane by lane, so a micro-kernel reads all its rows' lanes from one stream at constant
 //! offsets. Work is split across cores through the kernels' persistent pool ([`super::pool`]).
 
-use super::pool::{run_chunks_mut, run_parts, SharedMut};
+use super::pool::{new_in_chunks, run_chunks_mut, run_parts, SharedMut};
 
 /// Output columns per packed panel (two 16-lane vectors).
 pub const NR: usize = 32;
@@ -189,28 +189,35 @@ unsafe fn run_into<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out
     }
     let blocks = m.div_ceil(MR);
     let block_len = groups * MR;
-    let mut a = vec![K::Lane::default(); blocks * block_len];
     let panels = n.div_ceil(NR);
     let threads = threads_for(panels.max(blocks));
     let blocks_per_thread = blocks.div_ceil(threads);
     let panels_per_thread = panels.div_ceil(threads);
     let out_ptr = SharedMut(out);
-    // Phase 1: the activation blocks, converted and interleaved, split across the cores.
-    run_chunks_mut(&mut a, blocks_per_thread * block_len, |t, part| {
+    // Phase 1: the activation blocks, converted and interleaved, split across the cores. Every lane is written
+    // (the last block's missing rows as zero lanes), so the buffer is not zeroed first: that memset of up to
+    // m x k lanes ran on one core while the others waited.
+    let fill = |_, start: usize, part: &mut [std::mem::MaybeUninit<K::Lane>]| {
         let mut rows = vec![K::Lane::default(); block_len];
         for (i, dst) in part.chunks_exact_mut(block_len).enumerate() {
-            let first_row = (t * blocks_per_thread + i) * MR;
+            let first_row = (start / block_len + i) * MR;
             let live = MR.min(m - first_row);
             for (r, row) in rows.chunks_mut(groups.max(1)).take(live).enumerate() {
                 kernel.pack_row(first_row + r, row);
             }
-            for r in 0..live {
-                for (g, &lane) in rows[r * groups..(r + 1) * groups].iter().enumerate() {
-                    dst[g * MR + r] = lane;
+            for (g, lanes) in dst.chunks_exact_mut(MR).enumerate() {
+                for (r, lane) in lanes.iter_mut().enumerate() {
+                    lane.write(if r < live {
+                        rows[r * groups + g]
+                    } else {
+                        K::Lane::default()
+                    });
                 }
             }
         }
-    });
+    };
+    // SAFETY: each part is whole blocks (a multiple of block_len), and `fill` writes every lane of each block.
+    let a = unsafe { new_in_chunks(blocks * block_len, blocks_per_thread * block_len, fill) };
     // Phase 2: each part owns a run of output columns (disjoint panels) and reads every activation block.
     let a = &a;
     run_parts(panels.div_ceil(panels_per_thread), &|t| {

@@ -203,6 +203,14 @@ pub fn linear_int8(x: &[f32], m: usize, w: &PackedInt8, bias: Option<&[f32]>, ou
     linear_int8_with(x, m, w, bias, out, Path::best(dispatch::chosen()))
 }
 
+/// [`linear_int8`] into a new vector (not zeroed first: the kernel writes every value).
+pub fn linear_int8_new(x: &[f32], m: usize, w: &PackedInt8, bias: Option<&[f32]>) -> Vec<f32> {
+    gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
+    let path = Path::best(dispatch::chosen());
+    let params = row_params_all(x, m, w.k, path);
+    gemm::run_new(&Int8Kernel::new(x, w, bias, &params, path), m, &w.panels)
+}
+
 fn linear_int8_with(
     x: &[f32],
     m: usize,
@@ -213,17 +221,12 @@ fn linear_int8_with(
 ) {
     gemm::check_linear_sizes(x, m, w.k, w.out_dim(), bias);
     let params = row_params_all(x, m, w.k, path);
-    let kernel = Int8Kernel {
-        x,
-        k: w.k,
-        bias,
-        row_scale: &params.scale,
-        row_zero: &params.zero,
-        col_scale: &w.scale,
-        col_sum: &w.col_sum,
-        path,
-    };
-    gemm::run(&kernel, m, &w.panels, out);
+    gemm::run(
+        &Int8Kernel::new(x, w, bias, &params, path),
+        m,
+        &w.panels,
+        out,
+    );
 }
 
 struct Int8Kernel<'a> {
@@ -236,6 +239,27 @@ struct Int8Kernel<'a> {
     col_sum: &'a [i32],
     /// Never above the CPU's: the kernel it picks must be safe to call.
     path: Path,
+}
+
+impl<'a> Int8Kernel<'a> {
+    fn new(
+        x: &'a [f32],
+        w: &'a PackedInt8,
+        bias: Option<&'a [f32]>,
+        params: &'a RowParams,
+        path: Path,
+    ) -> Self {
+        Self {
+            x,
+            k: w.k,
+            bias,
+            row_scale: &params.scale,
+            row_zero: &params.zero,
+            col_scale: &w.scale,
+            col_sum: &w.col_sum,
+            path,
+        }
+    }
 }
 
 impl TileKernel for Int8Kernel<'_> {

@@ -7,9 +7,9 @@ use candle_core::{DType, Tensor};
 
 use super::with_f32_values;
 use crate::error::{ClipError, Result};
-use crate::kernels::bf16_gemm::{linear_bf16, PackedBf16};
+use crate::kernels::bf16_gemm::{linear_bf16, linear_bf16_new, PackedBf16};
 use crate::kernels::f32_gemm::{linear_f32, linear_f32_new, PackedF32};
-use crate::kernels::int8_gemm::{linear_int8, PackedInt8};
+use crate::kernels::int8_gemm::{linear_int8, linear_int8_new, PackedInt8};
 use crate::kernels::linear_grad::linear_grads;
 use crate::kernels::residual::add_assign;
 use crate::kernels::Precision;
@@ -132,11 +132,8 @@ impl Linear {
         let x = x.to_dtype(DType::F32)?.contiguous()?;
         let mut out = with_f32_values(&x, |input| match &self.weight {
             LinearWeight::F32(w) => linear_f32_new(input, rows, w, self.bias.as_deref()),
-            _ => {
-                let mut out = vec![0f32; rows * self.out_dim()];
-                self.forward_values_into(input, rows, &mut out);
-                out
-            }
+            LinearWeight::Bf16(w) => linear_bf16_new(input, rows, w, self.bias.as_deref()),
+            LinearWeight::Int8(w) => linear_int8_new(input, rows, w, self.bias.as_deref()),
         })?;
         epilogue(&mut out);
         let mut out_shape = lead.to_vec();
