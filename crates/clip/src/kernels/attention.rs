@@ -235,17 +235,36 @@ fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32) {
             }
         }
     }
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
+    let max = fold_in_lanes(row, f32::NEG_INFINITY, f32::max);
+    // Its own loop: summed in the same loop, the exponentials were computed one value at a time.
     for v in row.iter_mut() {
         *v = exp(*v - max);
-        sum += *v;
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / fold_in_lanes(row, 0.0, |a, b| a + b);
     for v in row.iter_mut() {
         *v *= inv;
     }
 }
+
+/// `row` folded by `f` into [`FOLD_LANES`] interleaved partial results, which are then folded in order: a
+/// single running value is a chain of dependent operations, lanes are one vector operation per chunk.
+#[inline(always)]
+fn fold_in_lanes(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; FOLD_LANES];
+    let mut chunks = row.chunks_exact(FOLD_LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, v);
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane = f(*lane, v);
+    }
+    lanes.into_iter().fold(init, f)
+}
+
+/// Partial results of [`fold_in_lanes`]: one AVX-512 vector.
+const FOLD_LANES: usize = 16;
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
