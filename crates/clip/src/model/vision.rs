@@ -5,7 +5,6 @@
 use candle_core::{DType, Tensor};
 
 use crate::error::{ClipError, Result};
-use crate::kernels::Precision;
 use crate::model::config::VisionConfig;
 use crate::model::nn::{Encoder, EncoderCache, EncoderShape, LayerNorm, Linear};
 use crate::model::params::{Grads, Params};
@@ -17,7 +16,7 @@ pub(crate) struct VisionTransformer {
     config: VisionConfig,
     class_embedding: Tensor,
     /// The `[width, 3, p, p]` conv kernel as one bias-free linear layer over flattened `(c, y, x)` patches (a
-    /// stride-p conv is one matmul over the unfolded patches). Kept in f32 whatever the precision.
+    /// stride-p conv is one matmul over the unfolded patches), in the tower's precision like every other linear layer.
     patch_embedding: Linear,
     position_embedding: Tensor,
     pre_layrnorm: LayerNorm,
@@ -37,7 +36,7 @@ impl VisionTransformer {
         let patch_embedding =
             emb.pp("patch_embedding")
                 .with_values("weight", &[c.width, 3, p, p], |v| {
-                    Linear::from_values(v, c.width, 3 * p * p, None, Precision::F32)
+                    Linear::from_values(v, c.width, 3 * p * p, None, w.precision())
                 })?;
         let position_embedding = emb
             .pp("position_embedding")
