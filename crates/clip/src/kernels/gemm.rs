@@ -19,7 +19,7 @@ pub const MR: usize = 12;
 /// Rows per cache block of the activations.
 const MC: usize = 8 * MR;
 /// Lane groups per cache block: a panel's block is 192 x 32 lanes x 4 bytes = 24 KiB, half of a 48 KiB L1 (tuned
-/// on Zen 5 between 128 and 384 with `examples/gemm_probe.rs`). The AVX2 kernels size their widened activation
+/// on Zen 5 between 128 and 384 with what is now `clip bench --kernels`). The AVX2 kernels size their widened activation
 /// buffers by it.
 pub(crate) const KC: usize = 192;
 
@@ -226,13 +226,16 @@ unsafe fn run_into<K: TileKernel>(kernel: &K, m: usize, w: &Panels<K::Lane>, out
             t * panels_per_thread,
             ((t + 1) * panels_per_thread).min(panels),
         );
-        for kb in (0..groups.max(1)).step_by(KC) {
-            let kc = KC.min(groups - kb);
-            for mb in (0..m).step_by(MC) {
-                let mc = MC.min(m - mb);
-                for panel in first_panel..last_panel {
+        // For each block of rows (its activations stay in L2), each panel: the panel's lanes stream in order
+        // over k while the block's outputs for these columns (MC x NR) stay in L1 between k blocks. With k
+        // blocks outermost, every k block re-read the outputs from L3 (fc2, k = 3072: 16 passes in f32).
+        for mb in (0..m).step_by(MC) {
+            let mc = MC.min(m - mb);
+            for panel in first_panel..last_panel {
+                let col = panel * NR;
+                for kb in (0..groups.max(1)).step_by(KC) {
+                    let kc = KC.min(groups - kb);
                     let b = w.panel(panel)[kb * NR..].as_ptr();
-                    let col = panel * NR;
                     for row in (mb..mb + mc).step_by(MR) {
                         let tile = Tile {
                             // SAFETY: block row / MR exists and kb < groups.
