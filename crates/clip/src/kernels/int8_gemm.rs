@@ -13,6 +13,7 @@
 
 use super::dispatch::{self, Features};
 use super::gemm::{self, Panels, Tile, TileKernel, MR, NR};
+use super::pool::new_in_chunks;
 
 /// The kernel an int8 product runs on (and the code that quantises its activations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,26 +139,40 @@ struct RowParams {
     zero: Vec<i32>,
 }
 
+/// Rows whose ranges one thread scans before the work is split (about 64 K values each).
+const PARAMS_PARALLEL_MIN_VALUES: usize = 1 << 16;
+
+/// Every row's parameters, the rows split across the cores: one thread scanning all of them (up to m x k
+/// values per product) kept the others waiting.
 fn row_params_all(x: &[f32], m: usize, k: usize, path: Path) -> RowParams {
-    let mut params = RowParams {
-        scale: Vec::with_capacity(m),
-        zero: Vec::with_capacity(m),
+    let rows_per_part = m
+        .div_ceil(crate::threads::count())
+        .max(PARAMS_PARALLEL_MIN_VALUES.div_ceil(k.max(1)));
+    let fill = |_, first: usize, dst: &mut [std::mem::MaybeUninit<(f32, i32)>]| {
+        for (i, d) in dst.iter_mut().enumerate() {
+            let row = first + i;
+            d.write(row_param(&x[row * k..(row + 1) * k], path));
+        }
     };
-    for src in x.chunks(k.max(1)).take(m) {
-        let (lo, hi) = match path {
-            // SAFETY: the path is chosen from the CPU's features: it has AVX-512 F.
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx512Vnni => unsafe { simd::min_max(src) },
-            // SAFETY: the path is chosen from the CPU's features: it has AVX2.
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { avx2::min_max(src) },
-            _ => min_max(src),
-        };
-        let (scale, zero) = row_params(lo, hi);
-        params.scale.push(scale);
-        params.zero.push(zero as i32);
-    }
-    params
+    // SAFETY: `fill` writes every value of its part.
+    let params = unsafe { new_in_chunks(m, rows_per_part, fill) };
+    let (scale, zero) = params.into_iter().unzip();
+    RowParams { scale, zero }
+}
+
+/// One row's scale and zero point.
+fn row_param(src: &[f32], path: Path) -> (f32, i32) {
+    let (lo, hi) = match path {
+        // SAFETY: the path is chosen from the CPU's features: it has AVX-512 F.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => unsafe { simd::min_max(src) },
+        // SAFETY: the path is chosen from the CPU's features: it has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => unsafe { avx2::min_max(src) },
+        _ => min_max(src),
+    };
+    let (scale, zero) = row_params(lo, hi);
+    (scale, zero as i32)
 }
 
 /// Quantises one row with its parameters into quads of u8 (the tail past `src.len()` is zero).
